@@ -1,0 +1,14 @@
+/* cli.h - the subcommand table entry shared by the CLI's command files. */
+#ifndef TFAB_CLI_H
+#define TFAB_CLI_H
+#include <stdio.h>
+
+typedef struct tfab_cli_cmd {
+    const char *name;
+    const char *help;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name; returns the exit code */
+} tfab_cli_cmd_t;
+
+int tfab_cli_devices(int argc, char **argv);
+
+#endif
