@@ -32,7 +32,7 @@ TFAB_API void tfab_log_set_sink(tfab_log_sink_t sink, void *arg);
 TFAB_API void tfab_log_write(tfab_log_level_t level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 TFAB_API void tfab_log_vwrite(tfab_log_level_t level, const char *module, const char *fmt,
-                              va_list ap);
+                              va_list ap) __attribute__((format(printf, 3, 0)));
 
 #define tfab_log_(lvl, mod, ...)                                                             \
     do {                                                                                     \

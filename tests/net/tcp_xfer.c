@@ -4,6 +4,7 @@
  * lands.
  *
  *   tcp_xfer --server --bind IP [--port P] [--bytes SIZE] [--timeout S]
+ *     (--timeout: seconds to wait for a connection, and with no progress once connected)
  *   tcp_xfer --client IP [--port P] [--bytes SIZE] [--chunk SIZE] [--timeout S] [--seed N]
  * Prints "server: N bytes checksum H intact" / "client: N bytes checksum H server H M Mbit/s".
  * Exit 0 only when all bytes arrived intact; 1 with the reason otherwise. */
@@ -44,11 +45,13 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static double deadline;
+static double idle_timeout; /* seconds without progress before giving up */
+static double deadline;     /* for connecting */
 
-/* Wait until fd is ready for events or the deadline passes. */
+/* Wait until fd is ready for events, at most idle_timeout seconds. */
 static void wait_fd(int fd, short events, const char *what)
 {
+    double deadline = now_s() + idle_timeout;
     for (;;) {
         int ms = (int)((deadline - now_s()) * 1000);
         if (ms <= 0)
@@ -233,6 +236,7 @@ int main(int argc, char **argv)
     if (addr == NULL)
         FAIL("give --server --bind IP or --client IP");
     setvbuf(stdout, NULL, _IOLBF, 0);
-    deadline = now_s() + timeout;
+    idle_timeout = timeout;
+    deadline     = now_s() + timeout;
     return server ? run_server(addr, port, bytes) : run_client(addr, port, bytes, chunk, seed);
 }

@@ -9,6 +9,7 @@
  *
  *   rc_probe --server --bind IP [options]
  *   rc_probe --client SERVER_IP [options]
+ *   rc_probe --reg-only --bind IP [--region SIZE]   (only open the device and register)
  * options: --port P (7471) --region SIZE (1G) --bytes SIZE (64M) --chunk SIZE (1M)
  *          --timeout SECONDS (120) --seed N
  * Exit: 0 when every byte arrived intact, 1 on any failure (with the reason on stderr). */
@@ -52,7 +53,7 @@ typedef struct {
 _Static_assert(sizeof(hello_t) + sizeof(grant_t) <= 56, "rdma_cm private data is 56 bytes");
 
 typedef struct {
-    int         server;
+    int         server, reg_only;
     const char *addr;
     const char *port;
     uint64_t    region, bytes, chunk, seed;
@@ -347,6 +348,25 @@ static int run_server(const opts_t *o, probe_t *p)
     return 0;
 }
 
+/* ---- registration only: the memlock diagnosis --------------------------------------------- */
+
+static int run_reg_only(const opts_t *o, probe_t *p)
+{
+    struct addrinfo *ai;
+    if (getaddrinfo(o->addr, NULL, &(struct addrinfo){.ai_flags = AI_PASSIVE}, &ai) != 0)
+        FAIL("cannot resolve %s", o->addr);
+    if (rdma_create_id(p->ech, &p->id, NULL, RDMA_PS_TCP) != 0 ||
+        rdma_bind_addr(p->id, ai->ai_addr) != 0 || p->id->verbs == NULL)
+        FAIL("no RDMA device on %s: %s", o->addr, strerror(errno));
+    freeaddrinfo(ai);
+    p->pd = ibv_alloc_pd(p->id->verbs);
+    if (p->pd == NULL)
+        FAIL("ibv_alloc_pd: %s", strerror(errno));
+    register_region(p, o->region);
+    printf("reg-only: OK\n");
+    return 0;
+}
+
 /* ---- client --------------------------------------------------------------------------- */
 
 /* Events that mean "the peer is not reachable or not listening yet": the client retries. */
@@ -513,6 +533,8 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--server") == 0)
             o.server = 1;
+        else if (strcmp(a, "--reg-only") == 0)
+            o.reg_only = 1;
         else if (strcmp(a, "--bind") == 0 && v)
             o.addr = argv[++i];
         else if (strcmp(a, "--client") == 0 && v)
@@ -542,5 +564,7 @@ int main(int argc, char **argv)
     if (p.ech == NULL)
         FAIL("rdma_create_event_channel: %s (is rdma_ucm loaded? /dev/infiniband/rdma_cm?)",
              strerror(errno));
+    if (o.reg_only)
+        return run_reg_only(&o, &p);
     return o.server ? run_server(&o, &p) : run_client(&o, &p);
 }

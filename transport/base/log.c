@@ -37,7 +37,8 @@ void tfab_log_set_sink(tfab_log_sink_t sink, void *arg)
     log_sink_arg = arg;
 }
 
-void tfab_log_vwrite(tfab_log_level_t level, const char *module, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) void tfab_log_vwrite(tfab_log_level_t level, const char *module,
+                                                         const char *fmt, va_list ap)
 {
     char line[1024];
     int  n = vsnprintf(line, sizeof(line), fmt, ap);

@@ -1,10 +1,12 @@
 /* rdma_verbs.c - RDMA device enumeration through libibverbs (the only devinfo file that
  * includes verbs). */
+#include <ctype.h>
 #include <errno.h>
 #include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include <endian.h>
 #include <infiniband/verbs.h>
@@ -52,9 +54,14 @@ static tfab_status_t query_ports(struct ibv_context *ctx, tfab_rdma_dev_info_t *
             snprintf(port->state, sizeof(port->state), "UNKNOWN");
             continue;
         }
+        /* "PORT_ACTIVE" or "active" depending on the rdma-core version: print "ACTIVE" */
         const char *st = ibv_port_state_str(pa.state);
-        snprintf(port->state, sizeof(port->state), "%s",
-                 strncmp(st, "PORT_", 5) == 0 ? st + 5 : st);
+        if (strncasecmp(st, "PORT_", 5) == 0)
+            st += 5;
+        size_t k = 0;
+        for (; st[k] && k + 1 < sizeof(port->state); k++)
+            port->state[k] = (char)toupper((unsigned char)st[k]);
+        port->state[k] = '\0';
         port->active = pa.state == IBV_PORT_ACTIVE;
         snprintf(port->link_layer, sizeof(port->link_layer), "%s",
                  pa.link_layer == IBV_LINK_LAYER_ETHERNET ? "Ethernet" : "InfiniBand");
