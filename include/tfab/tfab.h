@@ -6,4 +6,5 @@
 #include <tfab/log.h>
 #include <tfab/units.h>
 #include <tfab/devinfo.h>
+#include <tfab/pool.h>
 #endif
