@@ -46,7 +46,7 @@ static double now_s(void)
 }
 
 static double idle_timeout; /* seconds without progress before giving up */
-static double deadline;     /* for connecting */
+static double connect_deadline; /* for connecting */
 
 /* Wait until fd is ready for events, at most idle_timeout seconds. */
 static void wait_fd(int fd, short events, const char *what)
@@ -169,7 +169,7 @@ static int run_client(const char *host, const char *port, uint64_t bytes, uint64
         int err = errno;
         close(fd);
         if ((err != ECONNREFUSED && err != ENETUNREACH && err != EHOSTUNREACH) ||
-            now_s() + 0.2 > deadline)
+            now_s() + 0.2 > connect_deadline)
             FAIL("connect %s:%s: %s", host, port, strerror(err));
         usleep(100000);
     }
@@ -237,6 +237,6 @@ int main(int argc, char **argv)
         FAIL("give --server --bind IP or --client IP");
     setvbuf(stdout, NULL, _IOLBF, 0);
     idle_timeout = timeout;
-    deadline     = now_s() + timeout;
+    connect_deadline = now_s() + timeout;
     return server ? run_server(addr, port, bytes) : run_client(addr, port, bytes, chunk, seed);
 }
