@@ -26,7 +26,8 @@ TFAB_API void tfab_log_set_level(tfab_log_level_t level);
 TFAB_API tfab_log_level_t tfab_log_get_level(void);
 /* Parse "error", "warn", "info", "debug", "trace" (or 0..4). Returns TFAB_ERR_INVALID otherwise. */
 TFAB_API tfab_status_t tfab_log_level_parse(const char *s, tfab_log_level_t *level_p);
-/* Route lines to sink instead of stderr; NULL restores stderr. Not thread-safe against logging. */
+/* Route lines to sink instead of stderr; NULL restores stderr. Thread-safe: calls of the sink
+ * are serialized, and none runs after this returns with another sink. */
 TFAB_API void tfab_log_set_sink(tfab_log_sink_t sink, void *arg);
 
 TFAB_API void tfab_log_write(tfab_log_level_t level, const char *module, const char *fmt, ...)

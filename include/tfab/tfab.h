@@ -7,4 +7,5 @@
 #include <tfab/units.h>
 #include <tfab/devinfo.h>
 #include <tfab/pool.h>
+#include <tfab/transport.h>
 #endif

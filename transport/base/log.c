@@ -1,5 +1,6 @@
 /* log.c - leveled logging; one line per call, written with a single write(2) so lines from
  * threads do not interleave. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +10,8 @@
 #include <tfab/log.h>
 
 static _Atomic int     log_level = TFAB_LOG_WARN;
-static tfab_log_sink_t log_sink;
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static tfab_log_sink_t log_sink;     /* guarded by sink_lock */
 static void           *log_sink_arg;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
@@ -33,8 +35,10 @@ tfab_status_t tfab_log_level_parse(const char *s, tfab_log_level_t *level_p)
 
 void tfab_log_set_sink(tfab_log_sink_t sink, void *arg)
 {
+    pthread_mutex_lock(&sink_lock);
     log_sink     = sink;
     log_sink_arg = arg;
+    pthread_mutex_unlock(&sink_lock);
 }
 
 __attribute__((format(printf, 3, 0))) void tfab_log_vwrite(tfab_log_level_t level, const char *module,
@@ -44,10 +48,13 @@ __attribute__((format(printf, 3, 0))) void tfab_log_vwrite(tfab_log_level_t leve
     int  n = vsnprintf(line, sizeof(line), fmt, ap);
     if (n < 0)
         return;
+    pthread_mutex_lock(&sink_lock);
     if (log_sink != NULL) {
-        log_sink(level, module, line, log_sink_arg);
+        log_sink(level, module, line, log_sink_arg); /* serialized: sinks need no lock */
+        pthread_mutex_unlock(&sink_lock);
         return;
     }
+    pthread_mutex_unlock(&sink_lock);
     char            out[1200];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -1,0 +1,52 @@
+/* tl.h - what a transport backend ("tl") implements, and the upcalls it makes into the core.
+ * Only the transport core includes this. The core owns protocol state (matching, credits,
+ * rendezvous); a backend only moves frames: a 32-byte wire header and an optional payload. */
+#ifndef TFAB_TL_H
+#define TFAB_TL_H
+
+#include <stddef.h>
+#include <tfab/status.h>
+#include "wire.h"
+
+typedef struct tfab_fabric tfab_fabric_t;
+typedef struct tfab_ep     tfab_ep_t;
+
+typedef struct tfab_tl_ops {
+    size_t      size; /* sizeof(tfab_tl_ops_t) at build time: guards appended ops */
+    const char *name; /* "tcp", "verbs" */
+    /* setup path: may allocate or block */
+    tfab_status_t (*domain_open)(tfab_fabric_t *fabric, void **domain_p);
+    void          (*domain_close)(void *domain);
+    /* adopt the connected, authenticated control socket as this endpoint's link */
+    tfab_status_t (*ep_open)(void *domain, tfab_ep_t *ep, int fd, void **tl_ep_p);
+    void          (*ep_close)(void *tl_ep);
+    /* data path: never blocks, never allocates. Queue one frame; payload (may be NULL) must
+     * stay valid until core_tx_done(ep, ctx) */
+    tfab_status_t (*ep_post)(void *tl_ep, const wire_hdr_t *hdr, const void *payload,
+                             size_t len, void *ctx);
+    /* wait up to timeout_ms for events and handle them (upcalls run here, lock held) */
+    int           (*progress)(void *domain, int timeout_ms);
+    /* make a progress() that is waiting return now */
+    void          (*wake)(void *domain);
+} tfab_tl_ops_t;
+
+/* Upcalls, made from progress() with the fabric lock held. */
+
+/* A header arrived. For frames with a payload, set *dest_p to where it goes (len bytes of
+ * room are guaranteed), or NULL to discard it. A non-OK status means the frame is malformed
+ * or breaks the protocol: the backend fails the endpoint with it. */
+tfab_status_t tfab_core_rx_header(tfab_ep_t *ep, const wire_hdr_t *hdr, void **dest_p);
+/* The frame's payload (if any) is in place at dest. */
+void  tfab_core_rx_done(tfab_ep_t *ep, const wire_hdr_t *hdr, void *dest);
+/* The frame posted with ctx is on the wire; its payload buffer may be reused. */
+void  tfab_core_tx_done(tfab_ep_t *ep, void *ctx);
+/* The link failed (peer gone, reset, malformed frame): every pending transfer fails. */
+void  tfab_core_ep_failed(tfab_ep_t *ep, tfab_status_t status, const char *why);
+
+/* The fabric lock, for backends whose progress() waits unlocked and handles events locked. */
+void tfab_core_lock(tfab_fabric_t *fabric);
+void tfab_core_unlock(tfab_fabric_t *fabric);
+
+extern const tfab_tl_ops_t tfab_tl_tcp_ops;
+
+#endif

@@ -1,0 +1,32 @@
+/* wire.h - the data-path frame header shared by every backend: eager messages, rendezvous
+ * (RTS/CTS/DATA) and credit returns. Little-endian on the wire (x86-64 and arm64 both). */
+#ifndef TFAB_WIRE_H
+#define TFAB_WIRE_H
+
+#include <stdint.h>
+
+enum wire_op {
+    WIRE_EAGER  = 1, /* tag, len; payload follows (len <= eager_max) */
+    WIRE_RTS    = 2, /* id = sender's transfer, tag, len: "I have len bytes for tag" */
+    WIRE_CTS    = 3, /* id = sender's transfer, aux = receiver's grant, len = granted bytes;
+                        flags WIRE_F_REFUSED: the receive was too small, drop it */
+    WIRE_DATA   = 4, /* id = receiver's grant, len; payload follows, lands in the grant */
+    WIRE_CREDIT = 5, /* only returns credits */
+    WIRE_OP_MAX = 6
+};
+
+enum { WIRE_F_REFUSED = 1 };
+
+typedef struct wire_hdr {
+    uint8_t  op;
+    uint8_t  flags;
+    uint16_t credits; /* eager/RTS slots the sender of this frame has freed for its peer */
+    uint32_t id;
+    uint64_t tag;
+    uint64_t len;
+    uint64_t aux;
+} wire_hdr_t;
+
+_Static_assert(sizeof(wire_hdr_t) == 32, "wire header is 32 bytes on the wire");
+
+#endif
