@@ -493,14 +493,15 @@ void tfab_core_ep_failed(tfab_ep_t *ep, tfab_status_t st, const char *why)
 
 void tfab_core_check_timeouts(tfab_fabric_t *f)
 {
-    uint64_t now = tfab_core_now_ns();
     pthread_mutex_lock(&f->lock);
+    uint64_t now = tfab_core_now_ns(); /* under the lock: stamps are never later than now */
     for (tfab_ep_t *ep = f->eps; ep; ep = ep->next_ep) {
         /* only sends make a peer owe us progress; a receive may wait for a sender forever */
         int owed = ep->sends_live > 0;
         for (uint32_t i = 0; !owed && i < EP_MAX_OPS; i++)
             owed = ep->recvs[i].state == OP_WAIT_DATA || ep->recvs[i].state == OP_LANDING;
-        if (!ep->failed && owed && now - ep->last_progress_ns > f->timeout_ns) {
+        if (!ep->failed && owed && now > ep->last_progress_ns &&
+            now - ep->last_progress_ns > f->timeout_ns) {
             char why[96];
             snprintf(why, sizeof(why), "no progress for %llu ms",
                      (unsigned long long)(f->timeout_ns / 1000000));
