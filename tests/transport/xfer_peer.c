@@ -10,6 +10,8 @@
  *   xfer_peer --listen IP:PORT [--token T] MODE [options]
  *   xfer_peer --connect IP:PORT [--token T] MODE [options]
  * --wait S: how long to wait for the peer (default 120 s).
+ * --progress thread|manual: the fabric's progress thread, or busy polling from the waiting
+ *   thread (default: manual for bw and lat, thread for check).
  * Exit 0 only when every transfer completed and verified. */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -49,10 +51,15 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static tfab_fabric_t *fab;
+static int            manual; /* this thread drives progress (busy polling, as perftest) */
+
 static void wait_one(xfer_t *x, const char *what)
 {
     double t0 = now_s();
     while (!atomic_load_explicit(&x->done, memory_order_acquire)) {
+        if (manual)
+            tfab_fabric_progress(fab, 0);
         if (now_s() - t0 > 120)
             FAIL("timed out waiting for %s", what);
     }
@@ -215,6 +222,7 @@ static void run_lat(int server, size_t size, int iters)
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *connect_to = NULL, *token = "tfab-test", *mode = NULL;
+    const char *progress = NULL;
     uint64_t    max = 64ull << 20, size = 1ull << 20, pool_size = 1ull << 30;
     int         iters = 100, window = 16, concurrent = 1000, wait_s = 120;
     for (int i = 1; i < argc; i++) {
@@ -235,6 +243,8 @@ int main(int argc, char **argv)
             iters = atoi(argv[++i]);
         else if (strcmp(a, "--window") == 0 && v)
             window = atoi(argv[++i]);
+        else if (strcmp(a, "--progress") == 0 && v)
+            progress = argv[++i];
         else if (strcmp(a, "--wait") == 0 && v)
             wait_s = atoi(argv[++i]);
         else if (strcmp(a, "--concurrent") == 0 && v)
@@ -251,11 +261,12 @@ int main(int argc, char **argv)
     tfab_pool_params_t pp = {.field_mask = TFAB_POOL_PARAM_SIZE, .size = pool_size};
     if (tfab_pool_create(&pp, &pool) != TFAB_OK)
         FAIL("cannot create a pool of %" PRIu64 " bytes", pool_size);
+    manual = progress ? strcmp(progress, "manual") == 0 : strcmp(mode, "check") != 0;
     tfab_fabric_params_t fp = {
-        .field_mask = TFAB_FABRIC_PARAM_POOL | TFAB_FABRIC_PARAM_TOKEN |
+        .field_mask = TFAB_FABRIC_PARAM_POOL | TFAB_FABRIC_PARAM_TOKEN | TFAB_FABRIC_PARAM_PROGRESS |
                       (listen ? TFAB_FABRIC_PARAM_LISTEN : 0),
-        .pool = pool, .token = token, .listen = listen};
-    tfab_fabric_t *fab;
+        .pool = pool, .token = token, .listen = listen,
+        .progress = manual ? TFAB_PROGRESS_MANUAL : TFAB_PROGRESS_THREAD};
     if (tfab_fabric_create(&fp, &fab) != TFAB_OK)
         FAIL("cannot create the fabric");
     tfab_status_t st;
