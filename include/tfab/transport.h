@@ -106,6 +106,31 @@ typedef struct tfab_ep_stats {
 
 TFAB_API void tfab_ep_get_stats(tfab_ep_t *ep, tfab_ep_stats_t *stats);
 
+/* ---- ring collectives (written once here, over whatever link the endpoints use) -------- */
+
+typedef struct tfab_ring tfab_ring_t;
+
+/* A ring of size ranks: this process is rank, receiving from left (rank - 1) and sending to
+ * right (rank + 1). scratch_bytes bounds the largest collective (taken from the pool now, so
+ * collectives never allocate). The endpoints stay owned by the caller and must outlive the
+ * ring. With size 1, left and right may be NULL. */
+TFAB_API tfab_status_t tfab_ring_create(tfab_fabric_t *fabric, int rank, int size, tfab_ep_t *left,
+                                        tfab_ep_t *right, size_t scratch_bytes,
+                                        tfab_ring_t **ring_p);
+TFAB_API void          tfab_ring_destroy(tfab_ring_t *ring);
+
+/* Sum count floats at buf (in the pool) across all ranks, leaving the sum in every rank's buf:
+ * reduce-scatter then all-gather, 2 (size - 1) steps moving 2 (size - 1) / size of the data
+ * per rank. Blocking; every rank must call it with the same count. Bit-identical result on
+ * every rank (each chunk is reduced in the same order on one rank, then copied). Errors:
+ * TFAB_ERR_RANGE (buf outside the pool or over scratch_bytes), transfer errors (the first
+ * one seen), TFAB_ERR_TIMEOUT. */
+TFAB_API tfab_status_t tfab_ring_allreduce_f32(tfab_ring_t *ring, float *buf, size_t count);
+
+/* Gather: rank r contributes buf[r * bytes_per_rank .. +bytes_per_rank); afterwards every
+ * rank's buf holds all size contributions. Blocking. */
+TFAB_API tfab_status_t tfab_ring_allgather(tfab_ring_t *ring, void *buf, size_t bytes_per_rank);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,9 +4,11 @@
  * no byte through an intermediate copy on either side. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -52,8 +54,15 @@ struct tcp_domain {
     int            epfd;
     int            evfd;
     tcp_ep_t      *graveyard; /* closed endpoints an in-flight epoll event may still name */
+    struct linger_fd {
+        int      fd;
+        uint64_t deadline_ns;
+    } lingering[64];          /* closed sockets waiting for the peer's FIN */
+    unsigned       n_lingering;
     uint8_t        discard[65536];
 };
+
+static void linger_service(tcp_domain_t *d, int wait);
 
 static void bury(tcp_domain_t *d)
 {
@@ -96,6 +105,7 @@ err_free:
 static void tcp_domain_close(void *domain)
 {
     tcp_domain_t *d = domain;
+    linger_service(d, 1);
     bury(d);
     close(d->evfd);
     close(d->epfd);
@@ -139,12 +149,60 @@ static void detach(tcp_ep_t *t)
     }
 }
 
-/* Called with the fabric lock held. Freed at the start of the next progress round, when no
- * event fetched before the close can be pending any more. */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Read and drop what a lingering socket has; 1 once the peer closed its side or it failed. */
+static int linger_drain(tcp_domain_t *d, int fd)
+{
+    for (;;) {
+        ssize_t r = recv(fd, d->discard, sizeof(d->discard), MSG_DONTWAIT);
+        if (r > 0)
+            continue;
+        return r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    }
+}
+
+/* Service lingering sockets; with wait, block until each is done or past its deadline. */
+static void linger_service(tcp_domain_t *d, int wait)
+{
+    for (unsigned i = 0; i < d->n_lingering;) {
+        struct linger_fd *l = &d->lingering[i];
+        int               done;
+        while (!(done = linger_drain(d, l->fd)) && wait && now_ns() < l->deadline_ns) {
+            struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
+            poll(&pfd, 1, 10);
+        }
+        if (done || now_ns() >= l->deadline_ns) {
+            close(l->fd);
+            *l = d->lingering[--d->n_lingering];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* Called with the fabric lock held. An orderly close: FIN after every byte already written,
+ * then the socket lingers (reading and dropping) until the peer closes too, for at most a
+ * second. Closing at once with unread bytes would send RST, and an RST makes the peer's
+ * kernel discard data it received but had not read yet: our last frames.
+ * The struct is freed at the start of the next progress round, when no event fetched before
+ * the close can be pending any more. */
 static void tcp_ep_close(void *tl_ep)
 {
-    tcp_ep_t *t = tl_ep;
-    t->dead     = 1;
+    tcp_ep_t     *t = tl_ep;
+    tcp_domain_t *d = t->dom;
+    t->dead         = 1;
+    if (t->fd >= 0 && d->n_lingering < sizeof(d->lingering) / sizeof(d->lingering[0])) {
+        epoll_ctl(d->epfd, EPOLL_CTL_DEL, t->fd, NULL);
+        shutdown(t->fd, SHUT_WR);
+        d->lingering[d->n_lingering++] = (struct linger_fd){t->fd, now_ns() + 1000000000ull};
+        t->fd                          = -1;
+    }
     detach(t);
     t->next_dead      = t->dom->graveyard;
     t->dom->graveyard = t;
@@ -291,6 +349,7 @@ static int tcp_progress(void *domain, int timeout_ms)
     struct epoll_event evs[64];
     tfab_core_lock(d->fabric);
     bury(d);
+    linger_service(d, 0);
     tfab_core_unlock(d->fabric);
     int n = epoll_wait(d->epfd, evs, 64, timeout_ms);
     if (n <= 0)
