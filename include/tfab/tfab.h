@@ -8,4 +8,5 @@
 #include <tfab/devinfo.h>
 #include <tfab/pool.h>
 #include <tfab/transport.h>
+#include <tfab/topology.h>
 #endif
