@@ -9,4 +9,5 @@
 #include <tfab/pool.h>
 #include <tfab/transport.h>
 #include <tfab/topology.h>
+#include <tfab/stream.h>
 #endif
