@@ -23,6 +23,7 @@ enum {
     TFAB_FABRIC_PARAM_CREDITS     = 1u << 4,
     TFAB_FABRIC_PARAM_TIMEOUT     = 1u << 5,
     TFAB_FABRIC_PARAM_PROGRESS    = 1u << 6,
+    TFAB_FABRIC_PARAM_BACKEND     = 1u << 7,
 };
 
 typedef enum tfab_progress_mode {
@@ -44,6 +45,12 @@ typedef struct tfab_fabric_params {
     uint64_t             timeout_ns;  /* handshakes, and transfers without progress
                                          (default 10 s) */
     tfab_progress_mode_t progress;
+    const char          *backend;     /* "tcp" (default) or "verbs": the link this fabric
+                                         offers; peers offering another are refused with the
+                                         reason. With verbs, the listen address must be an IP
+                                         an RDMA device carries; the handshake still runs over
+                                         TCP on it, then a queue pair connects to the same
+                                         ip:port (rdma_cm). */
 } tfab_fabric_params_t;
 
 /* Create a fabric over pool: opens the backends, and listens when params->listen is set.

@@ -2,6 +2,7 @@
  * then runs all-reduce and all-gather and checks every element against the exact expected
  * value (integers in floats, so sums are exact in any order).
  *   ring_peer --rank R --addrs IP:PORT,IP:PORT,... [--count N] [--progress thread|manual]
+ *             [--backend tcp|verbs]
  * Prints "rank R: allreduce count N OK sum-checksum H" (H must agree across ranks). */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 int main(int argc, char **argv)
 {
     int         rank = -1, n = 0, manual = 0;
+    const char *backend = "tcp";
     size_t      count = 1000003;
     char       *addrs[16];
     for (int i = 1; i < argc; i++) {
@@ -29,6 +31,8 @@ int main(int argc, char **argv)
             rank = atoi(argv[++i]);
         else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
             count = strtoull(argv[++i], NULL, 0);
+        else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
+            backend = argv[++i];
         else if (strcmp(argv[i], "--progress") == 0 && i + 1 < argc)
             manual = strcmp(argv[++i], "manual") == 0;
         else if (strcmp(argv[i], "--addrs") == 0 && i + 1 < argc)
@@ -46,8 +50,8 @@ int main(int argc, char **argv)
         FAIL("pool");
     tfab_fabric_params_t fp = {
         .field_mask = TFAB_FABRIC_PARAM_POOL | TFAB_FABRIC_PARAM_TOKEN | TFAB_FABRIC_PARAM_LISTEN |
-                      TFAB_FABRIC_PARAM_PROGRESS,
-        .pool = pool, .token = "ring", .listen = addrs[rank],
+                      TFAB_FABRIC_PARAM_PROGRESS | TFAB_FABRIC_PARAM_BACKEND,
+        .pool = pool, .token = "ring", .listen = addrs[rank], .backend = backend,
         .progress = manual ? TFAB_PROGRESS_MANUAL : TFAB_PROGRESS_THREAD};
     tfab_fabric_t *fab;
     if (tfab_fabric_create(&fp, &fab) != TFAB_OK)

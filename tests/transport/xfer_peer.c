@@ -9,7 +9,7 @@
  *
  *   xfer_peer --listen IP:PORT [--token T] MODE [options]
  *   xfer_peer --connect IP:PORT [--token T] MODE [options]
- * --wait S: how long to wait for the peer (default 120 s).
+ * --wait S: how long to wait for the peer (default 120 s). --backend tcp|verbs.
  * --progress thread|manual: the fabric's progress thread, or busy polling from the waiting
  *   thread (default: manual for bw and lat, thread for check).
  * Exit 0 only when every transfer completed and verified. */
@@ -222,7 +222,7 @@ static void run_lat(int server, size_t size, int iters)
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *connect_to = NULL, *token = "tfab-test", *mode = NULL;
-    const char *progress = NULL;
+    const char *progress = NULL, *backend = "tcp";
     uint64_t    max = 64ull << 20, size = 1ull << 20, pool_size = 1ull << 30;
     int         iters = 100, window = 16, concurrent = 1000, wait_s = 120;
     for (int i = 1; i < argc; i++) {
@@ -243,6 +243,8 @@ int main(int argc, char **argv)
             iters = atoi(argv[++i]);
         else if (strcmp(a, "--window") == 0 && v)
             window = atoi(argv[++i]);
+        else if (strcmp(a, "--backend") == 0 && v)
+            backend = argv[++i];
         else if (strcmp(a, "--progress") == 0 && v)
             progress = argv[++i];
         else if (strcmp(a, "--wait") == 0 && v)
@@ -264,8 +266,8 @@ int main(int argc, char **argv)
     manual = progress ? strcmp(progress, "manual") == 0 : strcmp(mode, "check") != 0;
     tfab_fabric_params_t fp = {
         .field_mask = TFAB_FABRIC_PARAM_POOL | TFAB_FABRIC_PARAM_TOKEN | TFAB_FABRIC_PARAM_PROGRESS |
-                      (listen ? TFAB_FABRIC_PARAM_LISTEN : 0),
-        .pool = pool, .token = token, .listen = listen,
+                      TFAB_FABRIC_PARAM_BACKEND | (listen ? TFAB_FABRIC_PARAM_LISTEN : 0),
+        .pool = pool, .token = token, .listen = listen, .backend = backend,
         .progress = manual ? TFAB_PROGRESS_MANUAL : TFAB_PROGRESS_THREAD};
     if (tfab_fabric_create(&fp, &fab) != TFAB_OK)
         FAIL("cannot create the fabric");

@@ -65,7 +65,8 @@ static void addr_str(const struct sockaddr *sa, char *buf, size_t len)
 }
 
 /* Wrap a connected, authenticated socket into an endpoint and make it live. */
-static tfab_status_t ep_create(tfab_fabric_t *f, int fd, const char *peer, tfab_ep_t **ep_p)
+static tfab_status_t ep_create(tfab_fabric_t *f, int fd, const char *peer, int is_server,
+                               tfab_ep_t **ep_p)
 {
     tfab_ep_t *ep = calloc(1, sizeof(*ep));
     if (ep == NULL)
@@ -74,12 +75,12 @@ static tfab_status_t ep_create(tfab_fabric_t *f, int fd, const char *peer, tfab_
     if (st != TFAB_OK)
         goto err_free;
     snprintf(ep->link, sizeof(ep->link), "%s %s", f->tl->name, peer);
-    pthread_mutex_lock(&f->lock);
-    st = f->tl->ep_open(f->tl_domain, ep, fd, &ep->tl_ep);
-    if (st != TFAB_OK) {
-        pthread_mutex_unlock(&f->lock);
+    /* unlocked: a backend may block here (verbs connects a queue pair) */
+    st = f->tl->ep_open(f->tl_domain, ep, fd, is_server, tfab_core_now_ns() + f->timeout_ns,
+                        &ep->tl_ep);
+    if (st != TFAB_OK)
         goto err_fini;
-    }
+    pthread_mutex_lock(&f->lock);
     ep->next_ep = f->eps;
     f->eps      = ep;
     pthread_mutex_unlock(&f->lock);
@@ -108,7 +109,7 @@ static void *accept_main(void *arg)
         char peer[96];
         addr_str((struct sockaddr *)&ss, peer, sizeof(peer));
         tfab_ep_t *ep;
-        if (tfab_handshake_server(f, fd, peer) != TFAB_OK || ep_create(f, fd, peer, &ep) != TFAB_OK) {
+        if (tfab_handshake_server(f, fd, peer) != TFAB_OK || ep_create(f, fd, peer, 1, &ep) != TFAB_OK) {
             close(fd);
             continue;
         }
@@ -180,6 +181,17 @@ tfab_status_t tfab_fabric_create(const tfab_fabric_params_t *params, tfab_fabric
     f->tl         = &tfab_tl_tcp_ops;
     f->listen_fd  = -1;
     tfab_status_t st = TFAB_ERR_INVALID;
+    if ((m & TFAB_FABRIC_PARAM_BACKEND) && params->backend && strcmp(params->backend, "tcp") != 0) {
+#if TFAB_HAVE_VERBS
+        if (strcmp(params->backend, "verbs") == 0)
+            f->tl = &tfab_tl_verbs_ops;
+#endif
+        if (f->tl == &tfab_tl_tcp_ops) {
+            TFAB_ERROR(MOD, "backend '%s' is not available in this build (tcp%s)", params->backend,
+                       TFAB_HAVE_VERBS ? ", verbs" : "");
+            goto err_free;
+        }
+    }
     if (f->credits == 0 || f->credits > EP_MAX_CREDITS || f->eager_max == 0 ||
         f->eager_max > (1u << 20) || f->timeout_ns == 0) {
         TFAB_ERROR(MOD, "credits must be 1..%u, eager_max 1..1 MiB, timeout > 0", EP_MAX_CREDITS);
@@ -193,14 +205,16 @@ tfab_status_t tfab_fabric_create(const tfab_fabric_params_t *params, tfab_fabric
         st = TFAB_ERR_NOMEM;
         goto err_free_token;
     }
-    if ((st = f->tl->domain_open(f, &f->tl_domain)) != TFAB_OK)
+    /* listen first (a backend may listen on the same address), accept once the backend is up */
+    if ((m & TFAB_FABRIC_PARAM_LISTEN) && params->listen &&
+        (st = start_listening(f, params->listen)) != TFAB_OK)
         goto err_destroy_lock;
-    if ((m & TFAB_FABRIC_PARAM_LISTEN) && params->listen) {
-        if ((st = start_listening(f, params->listen)) != TFAB_OK)
-            goto err_close_domain;
+    if ((st = f->tl->domain_open(f, &f->tl_domain)) != TFAB_OK)
+        goto err_close_listen;
+    if (f->listen_fd >= 0) {
         if (pthread_create(&f->accept_thread, NULL, accept_main, f) != 0) {
             st = TFAB_ERR_NOMEM;
-            goto err_close_listen;
+            goto err_close_domain;
         }
         f->have_accept_thread = 1;
     }
@@ -221,11 +235,11 @@ err_stop_accept:
         f->stop = 1;
         pthread_join(f->accept_thread, NULL);
     }
+err_close_domain:
+    f->tl->domain_close(f->tl_domain);
 err_close_listen:
     if (f->listen_fd >= 0)
         close(f->listen_fd);
-err_close_domain:
-    f->tl->domain_close(f->tl_domain);
 err_destroy_lock:
     pthread_mutex_destroy(&f->lock);
     pthread_cond_destroy(&f->accept_cond);
@@ -269,7 +283,7 @@ tfab_status_t tfab_ep_connect(tfab_fabric_t *f, const char *addr, tfab_ep_t **ep
         return TFAB_ERR_CONN;
     }
     if ((st = tfab_handshake_client(f, fd, addr)) != TFAB_OK ||
-        (st = ep_create(f, fd, addr, ep_p)) != TFAB_OK) {
+        (st = ep_create(f, fd, addr, 0, ep_p)) != TFAB_OK) {
         close(fd);
         return st;
     }

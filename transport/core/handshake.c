@@ -13,7 +13,8 @@
 
 #define MOD "handshake"
 
-static const char *const our_backends[] = {"tcp"};
+/* The links a fabric offers: its one backend (several, ranked, come with failover). */
+#define N_OUR_BACKENDS 1
 
 static void proof(const tfab_fabric_t *f, const char *label, const uint8_t *n1, const uint8_t *n2,
                   uint8_t out[32])
@@ -91,8 +92,9 @@ static tfab_status_t send_hello(tfab_fabric_t *f, int fd, const uint8_t *nonce,
     node[sizeof(node) - 1] = '\0';
     h.major                = CTL_PROTO_MAJOR;
     h.minor                = CTL_PROTO_MINOR;
-    h.n_backends           = sizeof(our_backends) / sizeof(our_backends[0]);
-    h.backends             = (char **)our_backends;
+    const char *backends[N_OUR_BACKENDS] = {f->tl->name};
+    h.n_backends           = N_OUR_BACKENDS;
+    h.backends             = (char **)backends;
     h.nonce                = (ProtobufCBinaryData){CTL_NONCE_LEN, (uint8_t *)nonce};
     if (proof_or_null)
         h.proof = (ProtobufCBinaryData){32, (uint8_t *)proof_or_null};
@@ -103,12 +105,11 @@ static tfab_status_t send_hello(tfab_fabric_t *f, int fd, const uint8_t *nonce,
 }
 
 /* The first of our backends the peer also offers, or NULL. */
-static const char *common_link(const Tfab__Hello *h)
+static const char *common_link(const tfab_fabric_t *f, const Tfab__Hello *h)
 {
-    for (size_t i = 0; i < sizeof(our_backends) / sizeof(our_backends[0]); i++)
-        for (size_t k = 0; k < h->n_backends; k++)
-            if (strcmp(our_backends[i], h->backends[k]) == 0)
-                return our_backends[i];
+    for (size_t k = 0; k < h->n_backends; k++)
+        if (strcmp(f->tl->name, h->backends[k]) == 0)
+            return f->tl->name;
     return NULL;
 }
 
@@ -138,9 +139,10 @@ tfab_status_t tfab_handshake_client(tfab_fabric_t *f, int fd, const char *peer)
         st = TFAB_ERR_AUTH;
         goto out;
     }
-    const char *link = common_link(h);
+    const char *link = common_link(f, h);
     if (link == NULL) {
-        TFAB_ERROR(MOD, "%s offers no link we can open", peer);
+        TFAB_ERROR(MOD, "%s offers %s%s, we offer %s: no common link", peer, h->backends[0],
+                   h->n_backends > 1 ? ", ..." : "", f->tl->name);
         send_error(fd, TFAB__ERROR__CODE__NO_COMMON_LINK, "no common link", deadline);
         st = TFAB_ERR_UNSUPPORTED;
         goto out;
@@ -208,9 +210,7 @@ tfab_status_t tfab_handshake_server(tfab_fabric_t *f, int fd, const char *peer)
         tfab__control__free_unpacked(m, NULL);
         return TFAB_ERR_AUTH;
     }
-    int known = 0;
-    for (size_t i = 0; i < sizeof(our_backends) / sizeof(our_backends[0]); i++)
-        known |= strcmp(our_backends[i], m->auth->link) == 0;
+    int known = strcmp(f->tl->name, m->auth->link) == 0;
     tfab__control__free_unpacked(m, NULL);
     if (!known) {
         send_error(fd, TFAB__ERROR__CODE__NO_COMMON_LINK, "chosen link not offered", deadline);
@@ -218,7 +218,7 @@ tfab_status_t tfab_handshake_server(tfab_fabric_t *f, int fd, const char *peer)
     }
     Tfab__Control c = TFAB__CONTROL__INIT;
     Tfab__Welcome w = TFAB__WELCOME__INIT;
-    w.link          = (char *)our_backends[0];
+    w.link          = (char *)f->tl->name;
     w.credits       = f->credits;
     w.eager_max     = f->eager_max;
     c.msg_case      = TFAB__CONTROL__MSG_WELCOME;

@@ -219,7 +219,8 @@ out:
 static void grant(tfab_ep_t *ep, uint32_t r, uint32_t peer_id, uint64_t len)
 {
     op_t      *op = &ep->recvs[r];
-    wire_hdr_t h  = {.op = WIRE_CTS, .id = peer_id, .aux = op_id(ep->recvs, r), .len = len};
+    wire_hdr_t h  = {.op = WIRE_CTS, .id = peer_id, .aux = op_id(ep->recvs, r), .len = len,
+                     .tag = (uint64_t)(uintptr_t)op->buf};
     op->got       = len;
     if (len > op->len) {
         h.flags = WIRE_F_REFUSED;
@@ -438,7 +439,8 @@ void tfab_core_rx_done(tfab_ep_t *ep, const wire_hdr_t *h, void *dest)
             break;
         }
         op_t      *op = &ep->sends[i];
-        wire_hdr_t d  = {.op = WIRE_DATA, .id = (uint32_t)h->aux, .len = op->len, .tag = op->tag};
+        wire_hdr_t d  = {.op = WIRE_DATA, .id = (uint32_t)h->aux, .len = op->len, .tag = op->tag,
+                         .aux = h->tag};
         op->state     = OP_DATA;
         if (post(ep, &d, op->buf, op->len, op) != TFAB_OK)
             fail_ep_locked(ep, TFAB_ERR_IO, "backend refused a frame");

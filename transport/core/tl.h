@@ -5,6 +5,8 @@
 #define TFAB_TL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <tfab/version.h>
 #include <tfab/status.h>
 #include "wire.h"
 
@@ -17,8 +19,11 @@ typedef struct tfab_tl_ops {
     /* setup path: may allocate or block */
     tfab_status_t (*domain_open)(tfab_fabric_t *fabric, void **domain_p);
     void          (*domain_close)(void *domain);
-    /* adopt the connected, authenticated control socket as this endpoint's link */
-    tfab_status_t (*ep_open)(void *domain, tfab_ep_t *ep, int fd, void **tl_ep_p);
+    /* make this endpoint's link, after the handshake on the control socket fd agreed on this
+     * backend: TCP adopts fd; verbs connects a queue pair to the same peer (is_server: wait
+     * for it) and keeps fd only as the control channel. Blocks until deadline_ns at most. */
+    tfab_status_t (*ep_open)(void *domain, tfab_ep_t *ep, int fd, int is_server,
+                             uint64_t deadline_ns, void **tl_ep_p);
     void          (*ep_close)(void *tl_ep);
     /* data path: never blocks, never allocates. Queue one frame; payload (may be NULL) must
      * stay valid until core_tx_done(ep, ctx) */
@@ -48,5 +53,8 @@ void tfab_core_lock(tfab_fabric_t *fabric);
 void tfab_core_unlock(tfab_fabric_t *fabric);
 
 extern const tfab_tl_ops_t tfab_tl_tcp_ops;
+#if TFAB_HAVE_VERBS
+extern const tfab_tl_ops_t tfab_tl_verbs_ops;
+#endif
 
 #endif

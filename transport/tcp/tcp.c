@@ -112,7 +112,8 @@ static void tcp_domain_close(void *domain)
     free(d);
 }
 
-static tfab_status_t tcp_ep_open(void *domain, tfab_ep_t *ep, int fd, void **tl_ep_p)
+static tfab_status_t tcp_ep_open(void *domain, tfab_ep_t *ep, int fd, int is_server,
+                                 uint64_t deadline_ns, void **tl_ep_p)
 {
     tcp_domain_t *d = domain;
     tcp_ep_t     *t = calloc(1, sizeof(*t));
