@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # transport.sh - tfab's transport against its peers on the same link in the same run:
-# bandwidth sweep and 8-byte latency of tfab over TCP between two network-namespace hosts,
-# against iperf3 (single stream) on the same veth pair. The verbs columns (ib_write_bw,
-# ib_write_lat, ucx_perftest) need the verbs backend, which is not built yet: they print na.
-# Prints a table and, last:
-#   RESULT rdma_bw_ratio=na rdma_lat_ratio=na ucx_bw_ratio=na tcp_bw_ratio=<tfab/iperf3 at >=1 MiB>
+# plain: bandwidth sweep and 8-byte latency of tfab over TCP between two network-namespace
+# hosts, against iperf3 (single stream) on the same veth pair; the host has no RDMA, so the
+# verbs fields print na. --softroce: boots two soft-RoCE guests and measures tfab over verbs
+# against ib_write_bw, ib_write_lat and ucx_perftest there, and TCP against iperf3, in the same
+# run (perf/transport_softroce.sh). Prints a table and, last:
+#   RESULT rdma_bw_ratio=… rdma_lat_ratio=… ucx_bw_ratio=… tcp_bw_ratio=…
 #
-#   perf/transport.sh [--quick] [--build DIR]
+#   perf/transport.sh [--quick] [--softroce] [--build DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${TFAB_BUILD:-$here/../build}
@@ -15,7 +16,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1; shift ;;
         --build) build=$2; shift 2 ;;
-        --softroce) echo "transport.sh: --softroce needs the verbs backend (not built yet)" >&2; exit 2 ;;
+        --softroce) shift; exec bash "$here/transport_softroce.sh" "$@" ;;
         *) echo "usage: $0 [--quick] [--build DIR]" >&2; exit 2 ;;
     esac
 done
@@ -60,5 +61,5 @@ printf '\n%-40s %10s\n' "TCP, 2 netns hosts over veth" "value"
 printf '%-40s %10.2f\n' "tfab best bandwidth >= 1 MiB (Gbit/s)" "$best"
 printf '%-40s %10.2f\n' "iperf3 single stream (Gbit/s)" "$ip"
 printf '%-40s %10.2f\n' "tfab 8 B latency, half round trip (us)" "$lat"
-printf '%-40s %10s\n' "verbs: tfab / ib_write_bw, ib_write_lat" "na (verbs backend not built)"
+printf '%-40s %10s\n' "verbs (no RDMA on this host)" "na: run with --softroce"
 echo "RESULT rdma_bw_ratio=na rdma_lat_ratio=na ucx_bw_ratio=na tcp_bw_ratio=$(awk -v a="$best" -v b="$ip" 'BEGIN {printf "%.2f", a / b}')"
