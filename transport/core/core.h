@@ -34,6 +34,7 @@ typedef struct op {
     size_t         got;  /* recv: message length */
     uint64_t       tag;
     uint32_t       peer_id; /* recv: the sender's transfer id (rendezvous) */
+    uint32_t       grant;   /* recv: the backend's grant handle while OP_WAIT_DATA */
     tfab_status_t  status;
     tfab_xfer_cb_t cb;
     void          *arg;

@@ -85,6 +85,8 @@ static void finish_send(tfab_ep_t *ep, uint32_t i, tfab_status_t st)
 static void finish_recv(tfab_ep_t *ep, uint32_t i, tfab_status_t st)
 {
     op_t *op = &ep->recvs[i];
+    if (op->state == OP_WAIT_DATA && !ep->failed)
+        ep->tl->ungrant(ep->tl_ep, op->grant); /* the peer may write here no more */
     complete(ep, op->cb, op->arg, st, op->got);
     if (st == TFAB_OK)
         ep->stats.bytes_received += op->got;
@@ -221,13 +223,18 @@ static void grant(tfab_ep_t *ep, uint32_t r, uint32_t peer_id, uint64_t len)
     op_t      *op = &ep->recvs[r];
     wire_hdr_t h  = {.op = WIRE_CTS, .id = peer_id, .aux = op_id(ep->recvs, r), .len = len,
                      .tag = (uint64_t)(uintptr_t)op->buf};
+    uint32_t   rkey = 0;
     op->got       = len;
     if (len > op->len) {
         h.flags = WIRE_F_REFUSED;
         finish_recv(ep, r, TFAB_ERR_RANGE);
+    } else if (ep->tl->grant(ep->tl_ep, op->buf, len, &rkey, &op->grant) != TFAB_OK) {
+        fail_ep_locked(ep, TFAB_ERR_IO, "granting a receive buffer failed");
+        return;
     } else {
         op->state   = OP_WAIT_DATA;
         op->peer_id = peer_id;
+        h.aux |= (uint64_t)rkey << 32;
     }
     if (post(ep, &h, NULL, 0, NULL) != TFAB_OK)
         fail_ep_locked(ep, TFAB_ERR_IO, "backend refused a frame");
@@ -439,8 +446,8 @@ void tfab_core_rx_done(tfab_ep_t *ep, const wire_hdr_t *h, void *dest)
             break;
         }
         op_t      *op = &ep->sends[i];
-        wire_hdr_t d  = {.op = WIRE_DATA, .id = (uint32_t)h->aux, .len = op->len, .tag = op->tag,
-                         .aux = h->tag};
+        wire_hdr_t d  = {.op = WIRE_DATA, .id = (uint32_t)h->aux, .len = op->len,
+                         .tag = h->aux >> 32, .aux = h->tag};
         op->state     = OP_DATA;
         if (post(ep, &d, op->buf, op->len, op) != TFAB_OK)
             fail_ep_locked(ep, TFAB_ERR_IO, "backend refused a frame");

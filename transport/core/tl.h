@@ -33,6 +33,13 @@ typedef struct tfab_tl_ops {
     int           (*progress)(void *domain, int timeout_ms);
     /* make a progress() that is waiting return now */
     void          (*wake)(void *domain);
+    /* data path: let the peer write [buf, +len) and nothing else, for one transfer; returns the
+     * key the peer must use (0 where the link needs none) and a handle for ungrant. The grant is
+     * in force before any frame posted after it reaches the peer. */
+    tfab_status_t (*grant)(void *tl_ep, void *buf, size_t len, uint32_t *rkey_p,
+                           uint32_t *handle_p);
+    /* revoke a grant once its data arrived (or the receive was abandoned) */
+    void          (*ungrant)(void *tl_ep, uint32_t handle);
 } tfab_tl_ops_t;
 
 /* Upcalls, made from progress() with the fabric lock held. */

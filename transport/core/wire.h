@@ -8,10 +8,12 @@
 enum wire_op {
     WIRE_EAGER  = 1, /* tag, len; payload follows (len <= eager_max) */
     WIRE_RTS    = 2, /* id = sender's transfer, tag, len: "I have len bytes for tag" */
-    WIRE_CTS    = 3, /* id = sender's transfer, aux = receiver's grant, len = granted bytes,
+    WIRE_CTS    = 3, /* id = sender's transfer, aux = receiver's grant id (low 32 bits) and
+                        the grant's remote key (high 32 bits), len = granted bytes,
                         tag = the granted buffer's address (for RDMA writes);
                         flags WIRE_F_REFUSED: the receive was too small, drop it */
-    WIRE_DATA   = 4, /* id = receiver's grant, len, aux = the granted address. TCP: the payload
+    WIRE_DATA   = 4, /* id = receiver's grant, len, aux = the granted address, tag = the
+                        grant's remote key. TCP: the payload
                         follows the header. Verbs: the payload was RDMA-written to aux before
                         this header (sent after it on the same RC queue pair), nothing follows */
     WIRE_CREDIT = 5, /* only returns credits */

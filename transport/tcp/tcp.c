@@ -383,6 +383,17 @@ static void tcp_wake(void *domain)
     (void)w;
 }
 
+/* TCP lands a payload only where the core says (the granted buffer): no key needed. */
+static tfab_status_t tcp_grant(void *tl_ep, void *buf, size_t len, uint32_t *rkey_p,
+                               uint32_t *handle_p)
+{
+    *rkey_p   = 0;
+    *handle_p = 0;
+    return TFAB_OK;
+}
+
+static void tcp_ungrant(void *tl_ep, uint32_t handle) {}
+
 const tfab_tl_ops_t tfab_tl_tcp_ops = {
     .size         = sizeof(tfab_tl_ops_t),
     .name         = "tcp",
@@ -393,4 +404,6 @@ const tfab_tl_ops_t tfab_tl_tcp_ops = {
     .ep_post      = tcp_ep_post,
     .progress     = tcp_progress,
     .wake         = tcp_wake,
+    .grant        = tcp_grant,
+    .ungrant      = tcp_ungrant,
 };

@@ -43,6 +43,10 @@ typedef struct verbs_ep {
     uint32_t            peer_rkey;
     unsigned            wqe_used;  /* send queue entries in use (writes + sends) */
     uint16_t           *frame_wqe; /* SQ_DEPTH: entries each frame took */
+    unsigned            wqe_pending; /* unsignaled binds/invalidates not yet owned by a frame */
+    struct ibv_mw     **mws;       /* memory windows for grants (NULL: weaker mode) */
+    uint32_t           *mw_free;   /* free window indices (stack) */
+    unsigned            n_mw, n_mw_free;
     uint8_t            *slots;     /* n_slots x slot_size receive buffers, in the pool */
     unsigned            n_slots;
     size_t              slot_size; /* header + eager_max */
@@ -65,6 +69,7 @@ struct verbs_domain {
     uint32_t                   max_msg;   /* largest single RDMA write */
     uint32_t                   max_inline;
     uint32_t                   max_send_wr;
+    int                        use_mw;    /* type-2 memory windows bound per grant */
     int                        evfd;
     pthread_mutex_t            dev_lock;  /* device setup from concurrent ep_open calls */
     verbs_ep_t                *eps, *graveyard; /* under the fabric lock */
@@ -116,8 +121,22 @@ static tfab_status_t dev_init(verbs_domain_t *d, struct ibv_context *ctx, uint8_
         st = TFAB_ERR_NODEV;
         goto out;
     }
+    struct ibv_device_attr da;
+    if (ibv_query_device(ctx, &da) != 0) {
+        st = TFAB_ERR_NODEV;
+        goto err_pd;
+    }
+    /* With type-2 memory windows a peer may write only the range granted for one transfer:
+     * the pool's registration itself gives no remote access. Without them the peer gets the
+     * registration's key and could write anywhere in the pool: say so. */
+    d->use_mw = da.max_mw > 0 && (da.device_cap_flags & IBV_DEVICE_MEM_WINDOW_TYPE_2B);
+    if (!d->use_mw)
+        TFAB_WARN(MOD, "%s has no type-2 memory windows: a connected peer can write anywhere in the "
+                  "registered pool, not only into the buffer granted for a transfer (weaker mode)",
+                  name);
     d->mr = ibv_reg_mr(d->pd, tfab_pool_base(pool), tfab_pool_size(pool),
-                       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ);
+                       IBV_ACCESS_LOCAL_WRITE |
+                           (d->use_mw ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_WRITE));
     if (d->mr == NULL) {
         int               err = errno;
         tfab_sys_limits_t lim;
@@ -130,9 +149,8 @@ static tfab_status_t dev_init(verbs_domain_t *d, struct ibv_context *ctx, uint8_
         goto err_pd;
     }
     tfab_pool_note_registration(pool);
-    struct ibv_device_attr da;
-    struct ibv_port_attr   pa;
-    if (ibv_query_device(ctx, &da) != 0 || ibv_query_port(ctx, port, &pa) != 0) {
+    struct ibv_port_attr pa;
+    if (ibv_query_port(ctx, port, &pa) != 0) {
         st = TFAB_ERR_NODEV;
         goto err_mr;
     }
@@ -148,8 +166,10 @@ static tfab_status_t dev_init(verbs_domain_t *d, struct ibv_context *ctx, uint8_
     }
     set_nonblock(d->cch->fd);
     d->verbs = ctx;
-    TFAB_INFO(MOD, "%s port %u: pool registered once (rkey %#x), max message %u bytes", name, port,
-              d->mr->rkey, d->max_msg);
+    TFAB_INFO(MOD, "%s port %u: pool registered once (%s), max message %u bytes", name, port,
+              d->use_mw ? "remote access only through per-transfer memory windows"
+                        : "remote write through the registration",
+              d->max_msg);
     goto out;
 
 err_cch:
@@ -260,6 +280,20 @@ static tfab_status_t make_qp(verbs_ep_t *v, struct rdma_cm_id *id)
     }
     d->max_inline = qa.cap.max_inline_data;
     v->id         = id;
+    if (d->use_mw) {
+        v->n_mw    = EP_MAX_OPS;
+        v->mws     = calloc(v->n_mw, sizeof(*v->mws));
+        v->mw_free = calloc(v->n_mw, sizeof(*v->mw_free));
+        if (v->mws == NULL || v->mw_free == NULL)
+            return TFAB_ERR_NOMEM;
+        for (unsigned i = 0; i < v->n_mw; i++) {
+            if ((v->mws[i] = ibv_alloc_mw(d->pd, IBV_MW_TYPE_2)) == NULL) {
+                TFAB_ERROR(MOD, "ibv_alloc_mw (window %u of %u): %s", i, v->n_mw, strerror(errno));
+                return TFAB_ERR_NOMEM;
+            }
+            v->mw_free[v->n_mw_free++] = i;
+        }
+    }
     for (unsigned i = 0; i < v->n_slots; i++)
         if (post_slot(v, i) != TFAB_OK) {
             TFAB_ERROR(MOD, "posting receive %u: %s", i, strerror(errno));
@@ -301,7 +335,7 @@ static tfab_status_t accept_qp(verbs_ep_t *v, uint64_t deadline)
         v->id = NULL;
         return st;
     }
-    cm_priv_t mine = {CM_MAGIC, d->mr->rkey};
+    cm_priv_t mine = {CM_MAGIC, d->use_mw ? 0 : d->mr->rkey};
     struct rdma_conn_param cp = {.private_data = &mine, .private_data_len = sizeof(mine),
                                  .responder_resources = 1, .initiator_depth = 1,
                                  .retry_count = 7, .rnr_retry_count = 7};
@@ -357,7 +391,7 @@ static tfab_status_t connect_qp(verbs_ep_t *v, int fd, uint64_t deadline)
     }
     if ((st = dev_init(d, id->verbs, id->port_num)) != TFAB_OK || (st = make_qp(v, id)) != TFAB_OK)
         goto out;
-    cm_priv_t              mine = {CM_MAGIC, d->mr->rkey};
+    cm_priv_t              mine = {CM_MAGIC, d->use_mw ? 0 : d->mr->rkey};
     struct rdma_conn_param cp   = {.private_data = &mine, .private_data_len = sizeof(mine),
                                    .responder_resources = 1, .initiator_depth = 1,
                                    .retry_count = 7, .rnr_retry_count = 7};
@@ -399,6 +433,11 @@ static void free_ep(verbs_ep_t *v)
             rdma_destroy_qp(v->id);
         rdma_destroy_id(v->id);
     }
+    for (unsigned i = 0; v->mws && i < v->n_mw; i++)
+        if (v->mws[i])
+            ibv_dealloc_mw(v->mws[i]);
+    free(v->mws);
+    free(v->mw_free);
     tfab_pool_free(pool, v->slots);
     tfab_pool_free(pool, v->hdrs);
     free(v->ctx);
@@ -499,7 +538,7 @@ static tfab_status_t verbs_ep_post(void *tl_ep, const wire_hdr_t *hdr, const voi
         wr[n]      = (struct ibv_send_wr){.sg_list = &sg[n], .num_sge = 1,
                                           .opcode = IBV_WR_RDMA_WRITE, .next = &wr[n + 1]};
         wr[n].wr.rdma.remote_addr = hdr->aux + off;
-        wr[n].wr.rdma.rkey        = v->peer_rkey;
+        wr[n].wr.rdma.rkey        = hdr->tag ? (uint32_t)hdr->tag : v->peer_rkey;
     }
     sg[n]       = (struct ibv_sge){(uintptr_t)&v->hdrs[i], sizeof(wire_hdr_t), d->mr->lkey};
     int nsge    = 1;
@@ -516,10 +555,70 @@ static tfab_status_t verbs_ep_post(void *tl_ep, const wire_hdr_t *hdr, const voi
         TFAB_ERROR(MOD, "%s: ibv_post_send: %s", tfab_ep_link(v->ep), strerror(errno));
         return TFAB_ERR_IO;
     }
-    v->frame_wqe[i] = (uint16_t)need;
+    v->frame_wqe[i] = (uint16_t)(need + v->wqe_pending); /* freed with this frame */
+    v->wqe_pending  = 0;
     v->wqe_used += need;
     v->sq_used++;
     return TFAB_OK;
+}
+
+/* Post one unsignaled work request that completes with the next signaled frame. */
+static tfab_status_t post_unsignaled(verbs_ep_t *v, struct ibv_send_wr *wr)
+{
+    struct ibv_send_wr *bad;
+    if (v->wqe_used + 1 > v->dom->max_send_wr)
+        return TFAB_ERR_BUSY;
+    if (ibv_post_send(v->id->qp, wr, &bad) != 0) {
+        TFAB_ERROR(MOD, "%s: ibv_post_send(%s): %s", tfab_ep_link(v->ep),
+                   wr->opcode == IBV_WR_BIND_MW ? "bind window" : "invalidate", strerror(errno));
+        return TFAB_ERR_IO;
+    }
+    v->wqe_used++;
+    v->wqe_pending++;
+    return TFAB_OK;
+}
+
+static tfab_status_t verbs_grant(void *tl_ep, void *buf, size_t len, uint32_t *rkey_p,
+                                 uint32_t *handle_p)
+{
+    verbs_ep_t *v = tl_ep;
+    if (!v->dom->use_mw) {
+        *rkey_p   = 0; /* the peer uses the registration's key */
+        *handle_p = UINT32_MAX;
+        return TFAB_OK;
+    }
+    if (v->n_mw_free == 0)
+        return TFAB_ERR_BUSY; /* cannot happen: one window per receive slot */
+    uint32_t           i  = v->mw_free[--v->n_mw_free];
+    struct ibv_mw     *mw = v->mws[i];
+    struct ibv_send_wr wr = {.opcode = IBV_WR_BIND_MW};
+    wr.bind_mw.mw         = mw;
+    wr.bind_mw.rkey       = ibv_inc_rkey(mw->rkey);
+    wr.bind_mw.bind_info  = (struct ibv_mw_bind_info){.mr = v->dom->mr, .addr = (uintptr_t)buf,
+                                                      .length = len,
+                                                      .mw_access_flags = IBV_ACCESS_REMOTE_WRITE};
+    tfab_status_t st = post_unsignaled(v, &wr);
+    if (st != TFAB_OK) {
+        v->mw_free[v->n_mw_free++] = i;
+        return st;
+    }
+    mw->rkey  = wr.bind_mw.rkey; /* the provider updates it at completion; we need it now */
+    *rkey_p   = wr.bind_mw.rkey;
+    *handle_p = i;
+    return TFAB_OK;
+}
+
+static void verbs_ungrant(void *tl_ep, uint32_t handle)
+{
+    verbs_ep_t *v = tl_ep;
+    if (handle == UINT32_MAX || handle >= v->n_mw || v->dead)
+        return;
+    struct ibv_send_wr wr = {.opcode = IBV_WR_LOCAL_INV, .invalidate_rkey = v->mws[handle]->rkey};
+    if (post_unsignaled(v, &wr) != TFAB_OK) {
+        fail(v, TFAB_ERR_IO, "revoking a memory window failed");
+        return;
+    }
+    v->mw_free[v->n_mw_free++] = handle;
 }
 
 static void on_recv(verbs_ep_t *v, const struct ibv_wc *wc)
@@ -679,4 +778,6 @@ const tfab_tl_ops_t tfab_tl_verbs_ops = {
     .ep_post      = verbs_ep_post,
     .progress     = verbs_progress,
     .wake         = verbs_wake,
+    .grant        = verbs_grant,
+    .ungrant      = verbs_ungrant,
 };
