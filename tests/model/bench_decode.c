@@ -1,0 +1,142 @@
+/* bench_decode.c - decode speed: one-token forward steps on a model file, reported as tokens/s
+ * and as GB/s of weights streamed (every matrix is read once per token), next to a plain
+ * multi-threaded memory read of the same size for the machine's attainable bandwidth.
+ * Usage: bench_decode MODEL [threads] [steps] */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <tfab/gguf.h>
+#include <tfab/model.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct rd {
+    const uint64_t *p;
+    size_t          n;
+    uint64_t        sum;
+} rd_t;
+
+static void *read_part(void *arg)
+{
+    rd_t    *r  = arg;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= r->n; i += 4) {
+        s0 += r->p[i];
+        s1 += r->p[i + 1];
+        s2 += r->p[i + 2];
+        s3 += r->p[i + 3];
+    }
+    r->sum = s0 + s1 + s2 + s3;
+    return NULL;
+}
+
+/* GB/s of reading bytes of (already faulted) memory with n threads, best of 3 */
+static double read_bw(size_t bytes, unsigned n)
+{
+    uint64_t *buf = malloc(bytes);
+    memset(buf, 1, bytes);
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        pthread_t tid[256];
+        rd_t      parts[256];
+        size_t    per = bytes / 8 / n;
+        double    t0  = now();
+        for (unsigned i = 0; i < n; i++) {
+            parts[i] = (rd_t){buf + i * per, per, 0};
+            pthread_create(&tid[i], NULL, read_part, &parts[i]);
+        }
+        for (unsigned i = 0; i < n; i++)
+            pthread_join(tid[i], NULL);
+        double gbs = bytes / (now() - t0) / 1e9;
+        best       = gbs > best ? gbs : best;
+    }
+    free(buf);
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_decode MODEL [threads] [steps]\n");
+        return 2;
+    }
+    unsigned threads = argc > 2 ? (unsigned)atoi(argv[2]) : 2;
+    unsigned steps   = argc > 3 ? (unsigned)atoi(argv[3]) : 8;
+    if (threads == 0 || threads > 256 || steps == 0)
+        return 2;
+    /* bytes streamed per token: every matrix except the embedding table (one row), plus the
+     * output matrix (token_embd again when tied) */
+    tfab_gguf_t *g;
+    if (tfab_gguf_open(argv[1], &g) != TFAB_OK)
+        return 1;
+    uint64_t bytes = 0;
+    int      tied  = tfab_gguf_find_tensor(g, "output.weight") == NULL;
+    for (uint64_t i = 0; i < tfab_gguf_n_tensors(g); i++) {
+        const tfab_gguf_tensor_t *t = tfab_gguf_tensor(g, i);
+        if (t->n_dims == 2 && (strcmp(t->name, "token_embd.weight") != 0 || tied))
+            bytes += t->size;
+    }
+    tfab_gguf_close(g);
+
+    tfab_model_params_t params = {.field_mask = TFAB_MODEL_PARAM_N_CTX | TFAB_MODEL_PARAM_N_THREADS,
+                                  .path       = argv[1],
+                                  .n_ctx      = 256,
+                                  .n_threads  = threads};
+    tfab_model_t       *m;
+    if (tfab_model_create(&params, &m) != TFAB_OK)
+        return 1;
+    const tfab_model_config_t *c      = tfab_model_config(m);
+    float                     *logits = malloc((size_t)c->n_vocab * sizeof(float));
+    int32_t                    tok    = 1;
+    /* first step faults the mapping in */
+    if (tfab_model_forward(m, &tok, 1, 0, logits) != TFAB_OK)
+        return 1;
+    double best = 1e30, total = 0;
+    for (unsigned s = 1; s <= steps; s++) {
+        double t0 = now();
+        if (tfab_model_forward(m, &tok, 1, s, logits) != TFAB_OK)
+            return 1;
+        double dt = now() - t0;
+        total += dt;
+        best = dt < best ? dt : best;
+        tok  = (int32_t)((tok * 7919u + 13) % c->n_vocab);
+    }
+    /* prefill: one forward of n_batch tokens at position 0 */
+    uint32_t nb    = tfab_model_n_batch(m);
+    int32_t *ptoks = malloc(nb * sizeof(int32_t));
+    float   *plog  = malloc((size_t)nb * c->n_vocab * sizeof(float));
+    for (uint32_t i = 0; i < nb; i++)
+        ptoks[i] = (int32_t)((i * 7919u + 13) % c->n_vocab);
+    double pbest = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        if (tfab_model_forward(m, ptoks, nb, 0, plog) != TFAB_OK)
+            return 1;
+        double dt = now() - t0;
+        pbest     = dt < pbest ? dt : pbest;
+    }
+    free(ptoks);
+    free(plog);
+    double mem = read_bw(bytes, threads);
+    printf("%s: %s weights, %.1f MB streamed per token, %u threads, kernels %s\n", argv[1],
+           tfab_dtype_name(c->weight_type), bytes / 1e6, threads, tfab_model_kernels(m));
+    printf("decode: %.2f ms/token mean, %.2f ms best -> %.1f tokens/s, %.2f GB/s of weights "
+           "(best %.2f GB/s)\n",
+           total / steps * 1e3, best * 1e3, steps / total, bytes / (total / steps) / 1e9,
+           bytes / best / 1e9);
+    printf("prefill: %u tokens in %.1f ms (best of 3) -> %.0f tokens/s\n", nb, pbest * 1e3,
+           nb / pbest);
+    printf("plain memory read of the same size with %u threads: %.2f GB/s -> decode at %.0f%% "
+           "of it\n",
+           threads, mem, 100.0 * bytes / (total / steps) / 1e9 / mem);
+    free(logits);
+    tfab_model_destroy(m);
+    return 0;
+}
