@@ -2,7 +2,7 @@
 # setup.sh - the quick start: install every package tfab needs (apt-get, idempotent), build,
 # then either run the main job or the whole test suite.
 #
-#   scripts/setup.sh run     install + build + run tfab's main job on its built-in default
+#   scripts/setup.sh run     install + build + `tfab devices` + `tfab run` with the built-in model
 #   scripts/setup.sh test    install + build + the whole test suite (what .ci/run calls)
 #   scripts/setup.sh deps    install only
 #   scripts/setup.sh build   install + build only
@@ -16,11 +16,11 @@ mode=${1:-run}
 jobs=${TFAB_JOBS:-$(nproc)}
 
 packages=(
-    build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev git python3
+    build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev git python3 npm
     libibverbs-dev librdmacm-dev rdma-core ibverbs-utils rdmacm-utils perftest ucx-utils
     libnuma-dev numactl libopenblas-dev libprotobuf-c-dev protobuf-c-compiler
     libmicrohttpd-dev libcjson-dev libpcre2-dev libyaml-dev libcmocka-dev
-    iproute2 libcap2-bin iperf3 qemu-system-x86 busybox-static cpio kmod
+    iproute2 libcap2-bin iperf3 qemu-system-x86 busybox-static cpio kmod python3-torch python3-numpy
 )
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -59,6 +59,8 @@ case "$mode" in
         build build
         say "tfab devices"
         ./build/tfab devices
+        say "tfab run \"Once upon a time\"  (the built-in model)"
+        ./build/tfab run "Once upon a time"
         ;;
     test)
         install_deps

@@ -10,5 +10,10 @@ typedef struct tfab_cli_cmd {
 } tfab_cli_cmd_t;
 
 int tfab_cli_devices(int argc, char **argv);
+int tfab_cli_run(int argc, char **argv);
+int tfab_cli_topo(int argc, char **argv);
+int tfab_cli_tokenize(int argc, char **argv);
+int tfab_cli_detokenize(int argc, char **argv);
+int tfab_cli_logits(int argc, char **argv);
 
 #endif

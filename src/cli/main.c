@@ -7,8 +7,14 @@
 #include "cli.h"
 
 static const tfab_cli_cmd_t commands[] = {
+    {"run", "generate text from a prompt (the built-in model unless --model)", tfab_cli_run},
     {"devices", "list RDMA devices (ports, MTU, GIDs), TCP interfaces and pinning limits",
      tfab_cli_devices},
+    {"topo", "check a topology priority file and print the ranked links between hosts", tfab_cli_topo},
+    {"tokenize", "print the token ids of a text (--model GGUF or tokenizer.json)", tfab_cli_tokenize},
+    {"detokenize", "print the text of token ids (--model GGUF or tokenizer.json)", tfab_cli_detokenize},
+    {"logits", "run a model on a token sequence and write its logits (float32 rows)",
+     tfab_cli_logits},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
