@@ -9,7 +9,8 @@
  *
  *   xfer_peer --listen IP:PORT [--token T] MODE [options]
  *   xfer_peer --connect IP:PORT [--token T] MODE [options]
- * --wait S: how long to wait for the peer (default 120 s). --backend tcp|verbs.
+ * --wait S: how long to wait for the peer, and for any one transfer (default 120 s).
+ * --backend tcp|verbs.
  * --progress thread|manual: the fabric's progress thread, or busy polling from the waiting
  *   thread (default: manual for bw and lat, thread for check).
  * Exit 0 only when every transfer completed and verified. */
@@ -53,6 +54,7 @@ static double now_s(void)
 
 static tfab_fabric_t *fab;
 static int            manual; /* this thread drives progress (busy polling, as perftest) */
+static int            wait_s = 120;
 
 static void wait_one(xfer_t *x, const char *what)
 {
@@ -60,7 +62,7 @@ static void wait_one(xfer_t *x, const char *what)
     while (!atomic_load_explicit(&x->done, memory_order_acquire)) {
         if (manual)
             tfab_fabric_progress(fab, 0);
-        if (now_s() - t0 > 120)
+        if (now_s() - t0 > wait_s)
             FAIL("timed out waiting for %s", what);
     }
     if (x->status != TFAB_OK)
@@ -224,7 +226,7 @@ int main(int argc, char **argv)
     const char *listen = NULL, *connect_to = NULL, *token = "tfab-test", *mode = NULL;
     const char *progress = NULL, *backend = "tcp";
     uint64_t    max = 64ull << 20, size = 1ull << 20, pool_size = 1ull << 30;
-    int         iters = 100, window = 16, concurrent = 1000, wait_s = 120;
+    int         iters = 100, window = 16, concurrent = 1000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--listen") == 0 && v)
@@ -259,7 +261,10 @@ int main(int argc, char **argv)
     if ((listen == NULL) == (connect_to == NULL) || mode == NULL || iters <= 0 || window <= 0)
         FAIL("usage: xfer_peer --listen IP:PORT | --connect IP:PORT  check|bw|lat [options]");
     setvbuf(stdout, NULL, _IOLBF, 0);
-    tfab_log_set_level(TFAB_LOG_INFO);
+    tfab_log_level_t level = TFAB_LOG_INFO;
+    if (getenv("TFAB_LOG_LEVEL") && tfab_log_level_parse(getenv("TFAB_LOG_LEVEL"), &level) != TFAB_OK)
+        FAIL("TFAB_LOG_LEVEL=%s is not a log level", getenv("TFAB_LOG_LEVEL"));
+    tfab_log_set_level(level);
     tfab_pool_params_t pp = {.field_mask = TFAB_POOL_PARAM_SIZE, .size = pool_size};
     if (tfab_pool_create(&pp, &pool) != TFAB_OK)
         FAIL("cannot create a pool of %" PRIu64 " bytes", pool_size);

@@ -177,23 +177,40 @@ static void unstall(tfab_ep_t *ep)
 
 /* ---- public data path -------------------------------------------------------------------- */
 
-tfab_status_t tfab_ep_send(tfab_ep_t *ep, const void *buf, size_t len, uint64_t tag,
-                           tfab_xfer_cb_t cb, void *arg)
+/* The common start of a send or receive: check the buffer, take the lock (held on
+ * TFAB_INPROGRESS, released otherwise) and a free slot of ops into *i_p. */
+static tfab_status_t begin_op(tfab_ep_t *ep, const void *buf, size_t len, op_t *ops,
+                              uint32_t *free_head, uint32_t *i_p)
 {
     tfab_fabric_t *f = ep->fabric;
     if (len > 0 && !tfab_pool_contains(f->pool, buf, len))
         return TFAB_ERR_RANGE;
     pthread_mutex_lock(&f->lock);
     tfab_status_t st = TFAB_INPROGRESS;
-    if (ep->failed || ep->closed) {
+    if (ep->failed || ep->closed)
         st = ep->failed ? ep->fail_status : TFAB_ERR_CONN;
-        goto out;
-    }
-    uint32_t i = op_take(ep->sends, &ep->send_free);
-    if (i == NIL32) {
+    else if ((*i_p = op_take(ops, free_head)) == NIL32)
         st = TFAB_ERR_BUSY;
-        goto out;
-    }
+    if (st != TFAB_INPROGRESS)
+        pthread_mutex_unlock(&f->lock);
+    return st;
+}
+
+/* The common end: unlock, and wake progress to move what was just queued. */
+static tfab_status_t end_op(tfab_fabric_t *f)
+{
+    pthread_mutex_unlock(&f->lock);
+    f->tl->wake(f->tl_domain);
+    return TFAB_INPROGRESS;
+}
+
+tfab_status_t tfab_ep_send(tfab_ep_t *ep, const void *buf, size_t len, uint64_t tag,
+                           tfab_xfer_cb_t cb, void *arg)
+{
+    uint32_t      i;
+    tfab_status_t st = begin_op(ep, buf, len, ep->sends, &ep->send_free, &i);
+    if (st != TFAB_INPROGRESS)
+        return st;
     op_t *op = &ep->sends[i];
     op->buf  = (void *)buf;
     op->len  = len;
@@ -210,11 +227,7 @@ tfab_status_t tfab_ep_send(tfab_ep_t *ep, const void *buf, size_t len, uint64_t 
     } else if (start_send(ep, i) != TFAB_OK) {
         fail_ep_locked(ep, TFAB_ERR_IO, "backend refused a frame");
     }
-out:
-    pthread_mutex_unlock(&f->lock);
-    if (st == TFAB_INPROGRESS)
-        f->tl->wake(f->tl_domain);
-    return st;
+    return end_op(ep->fabric);
 }
 
 /* Grant receive r to the peer's rendezvous transfer peer_id, or refuse it if too big. */
@@ -270,20 +283,10 @@ static void take_unexpected(tfab_ep_t *ep, uint32_t r, uint32_t u)
 tfab_status_t tfab_ep_recv(tfab_ep_t *ep, void *buf, size_t len, uint64_t tag, tfab_xfer_cb_t cb,
                            void *arg)
 {
-    tfab_fabric_t *f = ep->fabric;
-    if (len > 0 && !tfab_pool_contains(f->pool, buf, len))
-        return TFAB_ERR_RANGE;
-    pthread_mutex_lock(&f->lock);
-    tfab_status_t st = TFAB_INPROGRESS;
-    if (ep->failed || ep->closed) {
-        st = ep->failed ? ep->fail_status : TFAB_ERR_CONN;
-        goto out;
-    }
-    uint32_t r = op_take(ep->recvs, &ep->recv_free);
-    if (r == NIL32) {
-        st = TFAB_ERR_BUSY;
-        goto out;
-    }
+    uint32_t      r;
+    tfab_status_t st = begin_op(ep, buf, len, ep->recvs, &ep->recv_free, &r);
+    if (st != TFAB_INPROGRESS)
+        return st;
     op_t *op = &ep->recvs[r];
     *op      = (op_t){.gen = op->gen, .next = NIL32, .buf = buf, .len = len, .tag = tag,
                       .cb = cb, .arg = arg, .state = OP_POSTED};
@@ -295,14 +298,10 @@ tfab_status_t tfab_ep_recv(tfab_ep_t *ep, void *buf, size_t len, uint64_t tag, t
         if (ep->unexp[u].kind == WIRE_EAGER && !ep->unexp[u].ready)
             break; /* still landing: it takes this receive when done, keeping order */
         take_unexpected(ep, r, u);
-        goto out;
+        return end_op(ep->fabric);
     }
     fifo_push(ep->recvs, &ep->posted_head, &ep->posted_tail, r);
-out:
-    pthread_mutex_unlock(&f->lock);
-    if (st == TFAB_INPROGRESS)
-        f->tl->wake(f->tl_domain);
-    return st;
+    return end_op(ep->fabric);
 }
 
 /* ---- frames in (upcalls from the backend, lock held) ------------------------------------- */

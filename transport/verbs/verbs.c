@@ -27,6 +27,8 @@
 #define RQ_EXTRA   256u  /* receive slots beyond the credits, for CTS and CREDIT frames */
 #define CQ_BATCH   32
 #define CM_MAGIC   0x74666162u /* "tfab": private data of our connect requests */
+#define ACK_TIMEOUT 16u        /* 4.096 us * 2^16 = 268 ms before a retransmission (rxe under
+                                  emulation is slow); 7 retries, then the error is terminal */
 
 typedef struct {
     uint32_t magic;
@@ -156,15 +158,24 @@ static tfab_status_t dev_init(verbs_domain_t *d, struct ibv_context *ctx, uint8_
     }
     d->max_msg     = pa.max_msg_sz ? pa.max_msg_sz : (1u << 30);
     d->max_send_wr = (uint32_t)da.max_qp_wr < 2 * SQ_DEPTH ? (uint32_t)da.max_qp_wr : 2 * SQ_DEPTH;
-    int cqe        = da.max_cqe < 65536 ? da.max_cqe : 65536;
-    if ((d->cch = ibv_create_comp_channel(ctx)) == NULL ||
-        (d->cq = ibv_create_cq(ctx, cqe, NULL, d->cch, 0)) == NULL) {
+    int                      cqe = da.max_cqe < 65536 ? da.max_cqe : 65536;
+    struct ibv_comp_channel *cch = ibv_create_comp_channel(ctx);
+    struct ibv_cq           *cq  = cch ? ibv_create_cq(ctx, cqe, NULL, cch, 0) : NULL;
+    if (cq == NULL) {
         TFAB_ERROR(MOD, "%s: creating the completion queue (%d entries): %s", name, cqe,
                    strerror(errno));
+        if (cch)
+            ibv_destroy_comp_channel(cch);
         st = TFAB_ERR_NOMEM;
-        goto err_cch;
+        goto err_mr;
     }
-    set_nonblock(d->cch->fd);
+    /* Publish only when complete: progress (another thread) must never see a channel whose
+     * fd still blocks, or it sleeps in ibv_get_cq_event for an event nobody armed. */
+    set_nonblock(cch->fd);
+    tfab_core_lock(d->fabric);
+    d->cch = cch;
+    d->cq  = cq;
+    tfab_core_unlock(d->fabric);
     d->verbs = ctx;
     TFAB_INFO(MOD, "%s port %u: pool registered once (%s), max message %u bytes", name, port,
               d->use_mw ? "remote access only through per-transfer memory windows"
@@ -172,10 +183,6 @@ static tfab_status_t dev_init(verbs_domain_t *d, struct ibv_context *ctx, uint8_
               d->max_msg);
     goto out;
 
-err_cch:
-    if (d->cch)
-        ibv_destroy_comp_channel(d->cch);
-    d->cch = NULL;
 err_mr:
     ibv_dereg_mr(d->mr);
     d->mr = NULL;
@@ -255,6 +262,16 @@ static struct rdma_cm_event *cm_wait(struct rdma_event_channel *ch, uint64_t dea
     }
 }
 
+/* rdma_cm may leave the ACK timeout at 0 on RoCE: no retransmission ever, so one lost packet
+ * hangs the queue pair silently. Set it explicitly. */
+static void set_ack_timeout(struct rdma_cm_id *id)
+{
+    uint8_t t = ACK_TIMEOUT;
+    if (rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &t, sizeof(t)) != 0)
+        TFAB_WARN(MOD, "rdma_set_option(ACK_TIMEOUT): %s; lost packets may not be retransmitted",
+                  strerror(errno));
+}
+
 static tfab_status_t post_slot(verbs_ep_t *v, unsigned i)
 {
     struct ibv_sge     sge = {.addr   = (uintptr_t)(v->slots + (size_t)i * v->slot_size),
@@ -279,7 +296,9 @@ static tfab_status_t make_qp(verbs_ep_t *v, struct rdma_cm_id *id)
         }
     }
     d->max_inline = qa.cap.max_inline_data;
-    v->id         = id;
+    tfab_core_lock(d->fabric); /* progress looks endpoints up by queue pair */
+    v->id = id;
+    tfab_core_unlock(d->fabric);
     if (d->use_mw) {
         v->n_mw    = EP_MAX_OPS;
         v->mws     = calloc(v->n_mw, sizeof(*v->mws));
@@ -326,13 +345,18 @@ static tfab_status_t accept_qp(verbs_ep_t *v, uint64_t deadline)
         return TFAB_ERR_PROTO;
     }
     v->peer_rkey     = priv.rkey;
+    set_ack_timeout(id);
     tfab_status_t st = dev_init(d, id->verbs, id->port_num);
     if (st == TFAB_OK)
         st = make_qp(v, id);
     if (st != TFAB_OK) {
-        rdma_reject(id, NULL, 0);
-        rdma_destroy_id(id);
+        tfab_core_lock(d->fabric);
         v->id = NULL;
+        tfab_core_unlock(d->fabric);
+        rdma_reject(id, NULL, 0);
+        if (id->qp)
+            rdma_destroy_qp(id);
+        rdma_destroy_id(id);
         return st;
     }
     cm_priv_t mine = {CM_MAGIC, d->use_mw ? 0 : d->mr->rkey};
@@ -381,6 +405,7 @@ static tfab_status_t connect_qp(verbs_ep_t *v, int fd, uint64_t deadline)
         goto out;
     }
     rdma_ack_cm_event(ev);
+    set_ack_timeout(id);
     if (rdma_resolve_route(id, 5000) != 0 || (ev = cm_wait(ch, deadline)) == NULL)
         goto out;
     int routed = ev->event == RDMA_CM_EVENT_ROUTE_RESOLVED;
@@ -415,14 +440,44 @@ static tfab_status_t connect_qp(verbs_ep_t *v, int fd, uint64_t deadline)
     }
 out:
     if (st != TFAB_OK && id != NULL) {
+        tfab_core_lock(d->fabric);
+        v->id = NULL;
+        tfab_core_unlock(d->fabric);
         if (id->qp)
             rdma_destroy_qp(id);
         rdma_destroy_id(id);
-        v->id = NULL;
     }
     if (ch)
         rdma_destroy_event_channel(ch);
     return st;
+}
+
+static void unlink_ep(verbs_domain_t *d, verbs_ep_t *v);
+
+/* Commit point: the server says on the control socket that its queue pair is live (accepted,
+ * ready to receive, known to progress); the client sends nothing on the queue pair before. */
+static tfab_status_t ready_barrier(int fd, int is_server, uint64_t deadline_ns)
+{
+    char b = 'R';
+    if (is_server)
+        return send(fd, &b, 1, MSG_NOSIGNAL) == 1 ? TFAB_OK : TFAB_ERR_CONN;
+    for (;;) {
+        uint64_t now = tfab_core_now_ns();
+        if (now >= deadline_ns) {
+            TFAB_ERROR(MOD, "the peer's queue pair did not become ready (timed out)");
+            return TFAB_ERR_TIMEOUT;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)((deadline_ns - now) / 1000000) + 1) <= 0)
+            continue;
+        ssize_t r = recv(fd, &b, 1, MSG_DONTWAIT);
+        if (r == 1 && b == 'R')
+            return TFAB_OK;
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+            TFAB_ERROR(MOD, "the peer closed the control connection before its queue pair was ready");
+            return TFAB_ERR_CONN;
+        }
+    }
 }
 
 static void free_ep(verbs_ep_t *v)
@@ -470,17 +525,25 @@ static tfab_status_t verbs_ep_open(void *domain, tfab_ep_t *ep, int fd, int is_s
     }
     v->slots = a;
     v->hdrs  = b;
-    st       = is_server ? accept_qp(v, deadline_ns) : connect_qp(v, fd, deadline_ns);
+    /* Live before the queue pair connects: the peer may send the moment its side is
+     * established, possibly before ours reports it, and that first completion must find us. */
+    tfab_core_lock(f);
+    *tl_ep_p = v;
+    v->next  = d->eps;
+    d->eps   = v;
+    tfab_core_unlock(f);
+    st = is_server ? accept_qp(v, deadline_ns) : connect_qp(v, fd, deadline_ns);
+    if (st == TFAB_OK)
+        st = ready_barrier(fd, is_server, deadline_ns);
     if (st != TFAB_OK) {
+        tfab_core_lock(f);
+        unlink_ep(d, v);
+        *tl_ep_p = NULL;
+        tfab_core_unlock(f);
         free_ep(v);
         return st;
     }
     close(fd); /* the handshake is over; the queue pair carries everything from here */
-    tfab_core_lock(f);
-    v->next = d->eps;
-    d->eps  = v;
-    tfab_core_unlock(f);
-    *tl_ep_p = v;
     return TFAB_OK;
 }
 
@@ -555,6 +618,8 @@ static tfab_status_t verbs_ep_post(void *tl_ep, const wire_hdr_t *hdr, const voi
         TFAB_ERROR(MOD, "%s: ibv_post_send: %s", tfab_ep_link(v->ep), strerror(errno));
         return TFAB_ERR_IO;
     }
+    TFAB_TRACE(MOD, "qp %u: posted frame %u op %u len %zu (%u wqe%s)", v->id->qp->qp_num, i,
+               hdr->op, len, need, wr[n].send_flags & IBV_SEND_INLINE ? ", inline" : "");
     v->frame_wqe[i] = (uint16_t)(need + v->wqe_pending); /* freed with this frame */
     v->wqe_pending  = 0;
     v->wqe_used += need;
@@ -651,6 +716,9 @@ static void on_recv(verbs_ep_t *v, const struct ibv_wc *wc)
 static void handle_wc(verbs_domain_t *d, const struct ibv_wc *wc)
 {
     verbs_ep_t *v = ep_by_qp(d, wc->qp_num);
+    TFAB_TRACE(MOD, "qp %u: completion opcode %d status %d wr_id %llu bytes %u%s", wc->qp_num,
+               wc->opcode, wc->status, (unsigned long long)wc->wr_id, wc->byte_len,
+               v ? "" : " (no endpoint)");
     if (v == NULL || v->dead)
         return; /* flushed completions of a closed or failed endpoint */
     if (wc->status != IBV_WC_SUCCESS) {
@@ -701,27 +769,29 @@ static int verbs_progress(void *domain, int timeout_ms)
         d->graveyard  = v->next;
         free_ep(v);
     }
+    struct ibv_cq           *cq  = d->cq; /* set once by dev_init, under the lock */
+    struct ibv_comp_channel *cch = d->cch;
     tfab_core_unlock(d->fabric);
     struct ibv_wc wc[CQ_BATCH];
-    int           n = d->cq ? ibv_poll_cq(d->cq, CQ_BATCH, wc) : 0;
+    int           n = cq ? ibv_poll_cq(cq, CQ_BATCH, wc) : 0;
     if (n == 0 && timeout_ms > 0) {
         /* nothing to do: arm, look once more (a completion may have slipped in), then sleep */
-        if (d->cq)
-            ibv_req_notify_cq(d->cq, 0);
-        n = d->cq ? ibv_poll_cq(d->cq, CQ_BATCH, wc) : 0;
+        if (cq)
+            ibv_req_notify_cq(cq, 0);
+        n = cq ? ibv_poll_cq(cq, CQ_BATCH, wc) : 0;
         if (n == 0) {
             struct pollfd pfd[3] = {{.fd = d->evfd, .events = POLLIN},
                                     {.fd = d->cm_ch->fd, .events = POLLIN},
-                                    {.fd = d->cch ? d->cch->fd : -1, .events = POLLIN}};
+                                    {.fd = cch ? cch->fd : -1, .events = POLLIN}};
             poll(pfd, 3, timeout_ms);
             uint64_t v;
             ssize_t  r = read(d->evfd, &v, sizeof(v));
             (void)r;
-            struct ibv_cq *cq;
+            struct ibv_cq *ev_cq;
             void          *cq_ctx;
-            if (d->cch && ibv_get_cq_event(d->cch, &cq, &cq_ctx) == 0)
-                ibv_ack_cq_events(cq, 1);
-            n = d->cq ? ibv_poll_cq(d->cq, CQ_BATCH, wc) : 0;
+            if (cch && ibv_get_cq_event(cch, &ev_cq, &cq_ctx) == 0) /* non-blocking fd */
+                ibv_ack_cq_events(ev_cq, 1);
+            n = cq ? ibv_poll_cq(cq, CQ_BATCH, wc) : 0;
         }
     }
     tfab_core_lock(d->fabric);
