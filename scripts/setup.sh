@@ -16,7 +16,7 @@ mode=${1:-run}
 jobs=${TFAB_JOBS:-$(nproc)}
 
 packages=(
-    build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev git python3 npm
+    build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev git python3
     libibverbs-dev librdmacm-dev rdma-core ibverbs-utils rdmacm-utils perftest ucx-utils
     libnuma-dev numactl libopenblas-dev libprotobuf-c-dev protobuf-c-compiler
     libmicrohttpd-dev libcjson-dev libpcre2-dev libyaml-dev libcmocka-dev
@@ -30,6 +30,9 @@ install_deps() {
     for p in "${packages[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
+    # npm fetches llama.cpp's source (test data) once; a Node.js already on the machine brings its
+    # own npm, which Debian's npm package would conflict with: install it only when absent
+    command -v npm >/dev/null || missing+=(npm)
     if [ ${#missing[@]} -eq 0 ]; then
         say "all ${#packages[@]} packages already installed"
         return
