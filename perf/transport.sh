@@ -45,7 +45,7 @@ for s in $sizes; do
     bw[$s]=$g
     printf '%-12s %14s\n' "$s" "$g"
 done
-out=$(peer lat --size 8 --iters $([ $quick = 1 ] && echo 2000 || echo 20000))
+out=$(peer lat --size 8 --iters $([ $quick = 1 ] && echo 500 || echo 20000))
 lat=$(grep -o 'median [0-9.]* us' <<<"$out" | awk '{print $2}')
 [ -n "$lat" ] || { echo "$out" >&2; echo "transport.sh: latency run failed" >&2; exit 1; }
 

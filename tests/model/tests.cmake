@@ -38,3 +38,4 @@ foreach(f gguf safetensors)
   add_test(NAME fuzz_${f} COMMAND fuzz_${f} ${_args} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${f})
   set_tests_properties(fuzz_${f} PROPERTIES LABELS fuzz TIMEOUT 120)
 endforeach()
+set_tests_properties(perf_decode PROPERTIES RUN_SERIAL TRUE) # benchmarks run alone

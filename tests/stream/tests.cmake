@@ -27,3 +27,4 @@ if(TFAB_HAVE_VERBS)
   set_tests_properties(softroce_stream_numa PROPERTIES
                        FIXTURES_REQUIRED softroce_cache RESOURCE_LOCK softroce_vms)
 endif()
+set_tests_properties(perf_stream_parallel_for PROPERTIES RUN_SERIAL TRUE) # benchmarks run alone
