@@ -30,10 +30,10 @@ for ((r = 0; r < rounds; r++)); do
         { echo "$out" >&2; echo "netns_tcp.sh: tcp_xfer failed" >&2; exit 1; }
     tf+=("$(grep -o '^client: .* \([0-9.]*\) Mbit/s' <<<"$out" | awk '{print $(NF-1)}')")
     out=$(bash "$ns" --hosts 2 --timeout 120 -- \
-        "iperf3 -s -1 -B \$TFAB_NET_IP" \
-        "for i in \$(seq 300); do iperf3 -c 10.98.0.1 -t $secs -J >/tmp/iperf.\$\$.json 2>&1 && break; sleep 0.1; done;
-         python3 -c 'import json,sys; print(\"iperf3_mbit\", json.load(open(sys.argv[1]))[\"end\"][\"sum_received\"][\"bits_per_second\"]/1e6)' /tmp/iperf.\$\$.json;
-         rm -f /tmp/iperf.\$\$.json") ||
+        "timeout 100 iperf3 -s -B \$TFAB_NET_IP >/dev/null 2>&1; true" \
+        "for i in \$(seq 100); do iperf3 -c 10.98.0.1 -t $secs -J >/tmp/iperf.\$\$.json 2>&1;
+           python3 -c 'import json,sys; print(\"iperf3_mbit\", json.load(open(sys.argv[1]))[\"end\"][\"sum_received\"][\"bits_per_second\"]/1e6)' /tmp/iperf.\$\$.json 2>/dev/null && break; sleep 0.3; done;
+         pkill -x iperf3; rm -f /tmp/iperf.\$\$.json") ||
         { echo "$out" >&2; echo "netns_tcp.sh: iperf3 failed" >&2; exit 1; }
     ip+=("$(awk '/^iperf3_mbit/ {print $2}' <<<"$out")")
 done

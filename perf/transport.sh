@@ -49,10 +49,10 @@ out=$(peer lat --size 8 --iters $([ $quick = 1 ] && echo 500 || echo 20000))
 lat=$(grep -o 'median [0-9.]* us' <<<"$out" | awk '{print $2}')
 [ -n "$lat" ] || { echo "$out" >&2; echo "transport.sh: latency run failed" >&2; exit 1; }
 
-out=$(bash "$ns" --hosts 2 --timeout 120 -- "iperf3 -s -1 -B \$TFAB_NET_IP" \
-    "for i in \$(seq 300); do iperf3 -c 10.98.0.1 -t $secs -J >/tmp/iperf.\$\$.json 2>&1 && break; sleep 0.1; done;
-     python3 -c 'import json,sys; print(\"iperf3_gbit\", json.load(open(sys.argv[1]))[\"end\"][\"sum_received\"][\"bits_per_second\"]/1e9)' /tmp/iperf.\$\$.json;
-     rm -f /tmp/iperf.\$\$.json")
+out=$(bash "$ns" --hosts 2 --timeout 120 -- "timeout 100 iperf3 -s -B \$TFAB_NET_IP >/dev/null 2>&1; true" \
+    "for i in \$(seq 100); do iperf3 -c 10.98.0.1 -t $secs -J >/tmp/iperf.\$\$.json 2>&1;
+       python3 -c 'import json,sys; print(\"iperf3_gbit\", json.load(open(sys.argv[1]))[\"end\"][\"sum_received\"][\"bits_per_second\"]/1e9)' /tmp/iperf.\$\$.json 2>/dev/null && break; sleep 0.3; done;
+     pkill -x iperf3; rm -f /tmp/iperf.\$\$.json")
 ip=$(awk '/^iperf3_gbit/ {print $2}' <<<"$out")
 [ -n "$ip" ] || { echo "$out" >&2; echo "transport.sh: iperf3 failed" >&2; exit 1; }
 best=0
