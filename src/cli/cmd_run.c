@@ -248,6 +248,7 @@ int tfab_cli_run(int argc, char **argv)
     }
     double t_decode = now_s() - t0;
     printf("\n");
+    fflush(stdout); /* the text ends before the statistics on stderr start */
     fprintf(stderr,
             "tfab run: %s (%s, %u layers, %s kernels), load %.0f ms\n"
             "tfab run: prefill %zu tokens in %.1f ms (%.1f tok/s); decode %zu tokens in %.1f ms "
