@@ -252,6 +252,54 @@ static void test_credit_exhaustion(void **state)
     pair_close(&pr);
 }
 
+/* Credits that come back only piggybacked on an eager frame must restart stalled sends. With
+ * 64 credits, A sends 100 eager messages (64 go, 36 stall); B posts 10 receives, which frees
+ * 10 slots but stays below the explicit-CREDIT threshold (16), then sends A one eager message
+ * that carries those 10 credits. Exactly 10 more of A's sends must go out. */
+static void test_credits_piggybacked(void **state)
+{
+    enum { N = 100 };
+    pair_t pr;
+    pair_open(&pr, 64 * MiB, 64);
+    static void  *src[N], *dst[N];
+    static xfer_t xs[N], xr[N];
+    memset(xs, 0, sizeof(xs));
+    memset(xr, 0, sizeof(xr));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tfab_pool_alloc(pr.pool[0], 100, &src[i]), TFAB_OK);
+        assert_int_equal(tfab_pool_alloc(pr.pool[1], 100, &dst[i]), TFAB_OK);
+        pattern_fill(src[i], 100, (uint64_t)i, 0);
+        assert_int_equal(tfab_ep_send(pr.ep[0], src[i], 100, 7, on_done, &xs[i]), TFAB_INPROGRESS);
+    }
+    usleep(200000);
+    int sent = 0;
+    for (int i = 0; i < N; i++)
+        sent += atomic_load(&xs[i].done);
+    assert_int_equal(sent, 64);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(tfab_ep_recv(pr.ep[1], dst[i], 100, 7, on_done, &xr[i]), TFAB_INPROGRESS);
+    assert_true(wait_all(xr, 10, 10));
+    void  *b2a, *a_in;
+    xfer_t y[2] = {0};
+    assert_int_equal(tfab_pool_alloc(pr.pool[1], 64, &b2a), TFAB_OK);
+    assert_int_equal(tfab_pool_alloc(pr.pool[0], 64, &a_in), TFAB_OK);
+    assert_int_equal(tfab_ep_recv(pr.ep[0], a_in, 64, 8, on_done, &y[0]), TFAB_INPROGRESS);
+    assert_int_equal(tfab_ep_send(pr.ep[1], b2a, 64, 8, on_done, &y[1]), TFAB_INPROGRESS);
+    assert_true(wait_all(y, 2, 10));
+    usleep(300000);
+    sent = 0;
+    for (int i = 0; i < N; i++)
+        sent += atomic_load(&xs[i].done);
+    assert_int_equal(sent, 74); /* the 10 piggybacked credits were used */
+    for (int i = 10; i < N; i++) /* and the rest flows once B receives */
+        assert_int_equal(tfab_ep_recv(pr.ep[1], dst[i], 100, 7, on_done, &xr[i]), TFAB_INPROGRESS);
+    assert_true(wait_all(xs, N, 30));
+    assert_true(wait_all(xr, N, 30));
+    for (int i = 0; i < N; i++)
+        assert_true(pattern_check(dst[i], 100, (uint64_t)i, 0) == 100);
+    pair_close(&pr);
+}
+
 static void test_too_small_and_recovery(void **state)
 {
     pair_t pr;
@@ -395,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_unexpected_and_both_ways),
         cmocka_unit_test(test_thousand_concurrent),
         cmocka_unit_test(test_credit_exhaustion),
+        cmocka_unit_test(test_credits_piggybacked),
         cmocka_unit_test(test_too_small_and_recovery),
         cmocka_unit_test(test_wrong_token),
         cmocka_unit_test(test_malformed_control),

@@ -123,10 +123,14 @@ unsigned tfab_core_deliver(tfab_fabric_t *f)
 
 static tfab_status_t post(tfab_ep_t *ep, wire_hdr_t *hdr, const void *payload, size_t len, void *ctx)
 {
-    hdr->credits     = (uint16_t)ep->credits_owed; /* piggyback freed slots */
+    /* Take the owed credits before the backend runs: it may write at once and upcall tx_done,
+     * which restarts stalled sends that post() again; those must not carry them a second time. */
+    unsigned owed    = ep->credits_owed;
+    hdr->credits     = (uint16_t)owed; /* piggyback freed slots */
+    ep->credits_owed = 0;
     tfab_status_t st = ep->tl->ep_post(ep->tl_ep, hdr, payload, len, ctx);
-    if (st == TFAB_OK)
-        ep->credits_owed = 0;
+    if (st != TFAB_OK)
+        ep->credits_owed += owed;
     return st;
 }
 
@@ -355,8 +359,8 @@ tfab_status_t tfab_core_rx_header(tfab_ep_t *ep, const wire_hdr_t *h, void **des
         return TFAB_ERR_PROTO;
     }
     if (ep->credits + h->credits > f->credits) {
-        TFAB_ERROR(MOD, "%s: peer returned %u credits, more than it was given", ep->link,
-                   h->credits);
+        TFAB_ERROR(MOD, "%s: peer returned %u credits, more than it was given (%u of %u in hand, "
+                   "frame op %u)", ep->link, h->credits, ep->credits, f->credits, h->op);
         return TFAB_ERR_PROTO;
     }
     ep->credits += h->credits;
@@ -413,12 +417,12 @@ void tfab_core_rx_done(tfab_ep_t *ep, const wire_hdr_t *h, void *dest)
             uint32_t r = match_posted(ep, h->tag);
             if (r != NIL32)
                 take_unexpected(ep, r, u);
-            return;
+            break;
         }
         uint32_t r = ep->landing_recv;
         finish_recv(ep, r, h->len <= ep->recvs[r].len ? TFAB_OK : TFAB_ERR_RANGE);
         return_credit(ep);
-        return;
+        break;
     }
     case WIRE_RTS: {
         if (h->len <= f->eager_max) {
@@ -432,7 +436,7 @@ void tfab_core_rx_done(tfab_ep_t *ep, const wire_hdr_t *h, void *dest)
         } else if (unexp_add(ep, WIRE_RTS, h) == NIL32) {
             fail_ep_locked(ep, TFAB_ERR_PROTO, "peer sent beyond its credits");
         }
-        return;
+        break;
     }
     case WIRE_CTS: {
         uint32_t i = lookup(ep->sends, h->id, OP_WAIT_CTS);
@@ -450,17 +454,18 @@ void tfab_core_rx_done(tfab_ep_t *ep, const wire_hdr_t *h, void *dest)
         op->state     = OP_DATA;
         if (post(ep, &d, op->buf, op->len, op) != TFAB_OK)
             fail_ep_locked(ep, TFAB_ERR_IO, "backend refused a frame");
-        return;
+        break;
     }
     case WIRE_DATA: {
         uint32_t r = lookup(ep->recvs, h->id, OP_WAIT_DATA);
         if (r != NIL32)
             finish_recv(ep, r, TFAB_OK);
-        return;
+        break;
     }
     case WIRE_CREDIT:
         break;
     }
+    /* any frame may carry credits (rx_header added them): restart sends waiting for one */
     unstall(ep);
 }
 
