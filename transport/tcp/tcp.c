@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -150,13 +149,6 @@ static void detach(tcp_ep_t *t)
     }
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Read and drop what a lingering socket has; 1 once the peer closed its side or it failed. */
 static int linger_drain(tcp_domain_t *d, int fd)
 {
@@ -174,11 +166,11 @@ static void linger_service(tcp_domain_t *d, int wait)
     for (unsigned i = 0; i < d->n_lingering;) {
         struct linger_fd *l = &d->lingering[i];
         int               done;
-        while (!(done = linger_drain(d, l->fd)) && wait && now_ns() < l->deadline_ns) {
+        while (!(done = linger_drain(d, l->fd)) && wait && tfab_core_now_ns() < l->deadline_ns) {
             struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
             poll(&pfd, 1, 10);
         }
-        if (done || now_ns() >= l->deadline_ns) {
+        if (done || tfab_core_now_ns() >= l->deadline_ns) {
             close(l->fd);
             *l = d->lingering[--d->n_lingering];
         } else {
@@ -201,7 +193,7 @@ static void tcp_ep_close(void *tl_ep)
     if (t->fd >= 0 && d->n_lingering < sizeof(d->lingering) / sizeof(d->lingering[0])) {
         epoll_ctl(d->epfd, EPOLL_CTL_DEL, t->fd, NULL);
         shutdown(t->fd, SHUT_WR);
-        d->lingering[d->n_lingering++] = (struct linger_fd){t->fd, now_ns() + 1000000000ull};
+        d->lingering[d->n_lingering++] = (struct linger_fd){t->fd, tfab_core_now_ns() + 1000000000ull};
         t->fd                          = -1;
     }
     detach(t);
