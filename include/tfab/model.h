@@ -51,6 +51,14 @@ typedef struct tfab_model_config {
 #define TFAB_MODEL_PARAM_N_THREADS    (1u << 2)
 #define TFAB_MODEL_PARAM_PARALLEL_FOR (1u << 3)
 #define TFAB_MODEL_PARAM_ALLOCATOR    (1u << 4)
+#define TFAB_MODEL_PARAM_N_SEQ        (1u << 5)
+#define TFAB_MODEL_PARAM_LAYERS       (1u << 6)
+#define TFAB_MODEL_PARAM_TP           (1u << 7)
+
+/* Tensor-parallel gather: every rank passes buf [size][bytes_per_rank] with its own block at
+ * rank * bytes_per_rank filled; on return all blocks are filled (tfab_ring_allgather's
+ * contract). A non-OK status fails the forward with it. */
+typedef tfab_status_t (*tfab_model_allgather_fn_t)(void *arg, void *buf, size_t bytes_per_rank);
 
 typedef struct tfab_model_params {
     uint64_t    field_mask;              /* TFAB_MODEL_PARAM_* for the fields below that are set */
@@ -69,6 +77,19 @@ typedef struct tfab_model_params {
                                             TFAB_ERR_NOMEM, everything freed); e.g. a stream's
                                             NUMA allocator, or a failing one in tests. Must
                                             outlive the model. Default posix_memalign. */
+    uint32_t n_seq;                      /* KV cache slots, independent sequences (default 1) */
+    uint32_t layer_begin, layer_end;     /* pipeline stage: load and run only layers
+                                            [begin, end); token embeddings are used only when
+                                            begin == 0, output norm and head only when end ==
+                                            n_layer (default: all layers) */
+    uint32_t tp_rank, tp_size;           /* tensor parallel (default 0, 1): this rank owns
+                                            query/KV heads and MLP rows [rank/size] of each
+                                            layer; n_head_kv and n_ff divisible by size. Every
+                                            output element is one rank's whole dot product, the
+                                            pieces joined by tp_allgather: results are
+                                            bit-identical to tp_size 1 */
+    tfab_model_allgather_fn_t tp_allgather; /* required when tp_size > 1 */
+    void                     *tp_arg;
 } tfab_model_params_t;
 
 typedef struct tfab_model tfab_model_t;
@@ -103,6 +124,33 @@ TFAB_API tfab_status_t tfab_model_forward(tfab_model_t *model, const int32_t *to
 TFAB_API tfab_status_t tfab_model_forward_ctx(tfab_model_t *model, void *parallel_ctx,
                                               const int32_t *tokens, uint32_t n, uint32_t pos,
                                               float *logits);
+
+/* A batch of tokens from one or more sequences (llama.cpp's llama_batch, minus embeddings): token
+ * i sits at position pos[i] of sequence seq[i], its key and value go to that slot's cache at
+ * that position, and it attends to that slot's positions 0..pos[i] (earlier calls or earlier
+ * tokens of this batch). Tokens of one sequence appear in position order. */
+typedef struct tfab_model_batch {
+    uint32_t        n;           /* 1..n_batch tokens */
+    const int32_t  *tokens;      /* [n] ids (first stage); NULL when hidden_in is given */
+    const float    *hidden_in;   /* [n][n_embd] residual stream from the previous stage, or NULL */
+    const uint32_t *pos;         /* [n] positions */
+    const uint32_t *seq;         /* [n] slots < n_seq; NULL: all in slot 0 */
+    const uint8_t  *want_logits; /* [n] nonzero: a logits row for this token; NULL: every token */
+} tfab_model_batch_t;
+
+/* Run a batch through this model's layers. Last stage (layer_end == n_layer): logits gets one row
+ * of n_vocab floats per token with want_logits, in batch order (logits may be NULL: cache
+ * only). Other stages: hidden_out gets [n][n_embd], the residual stream after layer_end - 1, to
+ * pass as the next stage's hidden_in. Errors (logged): TFAB_ERR_RANGE (n, a position beyond
+ * n_ctx, a slot >= n_seq, an id outside the vocabulary), TFAB_ERR_INVALID (tokens vs hidden_in
+ * not as the stage needs), or the allgather's status. Never allocates; one call at a time. */
+TFAB_API tfab_status_t tfab_model_decode(tfab_model_t *model, void *parallel_ctx,
+                                         const tfab_model_batch_t *batch, float *logits,
+                                         float *hidden_out);
+
+/* Which part of the model this instance holds. */
+TFAB_API void tfab_model_layers(const tfab_model_t *model, uint32_t *begin_p, uint32_t *end_p);
+TFAB_API uint32_t tfab_model_n_seq(const tfab_model_t *model);
 
 #ifdef __cplusplus
 }
