@@ -27,16 +27,15 @@ static tfab_status_t scale(uint64_t v, uint64_t mul, uint64_t *out_p)
     return TFAB_OK;
 }
 
-tfab_status_t tfab_size_parse(const char *s, uint64_t *bytes_p)
+typedef struct unit {
+    const char *suffix;
+    uint64_t    scale;
+} unit_t;
+
+/* digits followed by exactly one of the table's suffixes, times its scale */
+static tfab_status_t parse_with_units(const char *s, const unit_t *units, size_t n_units,
+                                      uint64_t *out_p)
 {
-    static const struct {
-        const char *suffix;
-        unsigned    shift;
-    } units[] = {
-        {"", 0},     {"B", 0},     {"k", 10},   {"K", 10},    {"KB", 10},  {"KiB", 10},
-        {"m", 20},   {"M", 20},    {"MB", 20},  {"MiB", 20},  {"g", 30},   {"G", 30},
-        {"GB", 30},  {"GiB", 30},  {"t", 40},   {"T", 40},    {"TB", 40},  {"TiB", 40},
-    };
     uint64_t v;
     if (s == NULL)
         return TFAB_ERR_INVALID;
@@ -45,35 +44,34 @@ tfab_status_t tfab_size_parse(const char *s, uint64_t *bytes_p)
         return TFAB_ERR_RANGE;
     if (n == 0)
         return TFAB_ERR_INVALID;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+    for (size_t i = 0; i < n_units; i++)
         if (strcmp(s + n, units[i].suffix) == 0)
-            return scale(v, (uint64_t)1 << units[i].shift, bytes_p);
-    }
+            return scale(v, units[i].scale, out_p);
     return TFAB_ERR_INVALID;
+}
+
+#define KIB (1ull << 10)
+#define MIB (1ull << 20)
+#define GIB (1ull << 30)
+#define TIB (1ull << 40)
+
+tfab_status_t tfab_size_parse(const char *s, uint64_t *bytes_p)
+{
+    static const unit_t units[] = {
+        {"", 1},      {"B", 1},     {"k", KIB},   {"K", KIB},   {"KB", KIB},  {"KiB", KIB},
+        {"m", MIB},   {"M", MIB},   {"MB", MIB},  {"MiB", MIB}, {"g", GIB},   {"G", GIB},
+        {"GB", GIB},  {"GiB", GIB}, {"t", TIB},   {"T", TIB},   {"TB", TIB},  {"TiB", TIB},
+    };
+    return parse_with_units(s, units, sizeof(units) / sizeof(units[0]), bytes_p);
 }
 
 tfab_status_t tfab_duration_parse(const char *s, uint64_t *ns_p)
 {
-    static const struct {
-        const char *suffix;
-        uint64_t    ns;
-    } units[] = {
+    static const unit_t units[] = {
         {"ns", 1}, {"us", 1000}, {"ms", 1000000}, {"s", 1000000000ull},
         {"m", 60ull * 1000000000ull}, {"h", 3600ull * 1000000000ull},
     };
-    uint64_t v;
-    if (s == NULL)
-        return TFAB_ERR_INVALID;
-    int n = parse_digits(s, &v);
-    if (n < 0)
-        return TFAB_ERR_RANGE;
-    if (n == 0)
-        return TFAB_ERR_INVALID;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(s + n, units[i].suffix) == 0)
-            return scale(v, units[i].ns, ns_p);
-    }
-    return TFAB_ERR_INVALID;
+    return parse_with_units(s, units, sizeof(units) / sizeof(units[0]), ns_p);
 }
 
 char *tfab_size_format(uint64_t bytes, char *buf, size_t len)
