@@ -1,0 +1,400 @@
+/* gemm_avx512.c - blocked matmul kernels for AVX-512: a register tile of up to 4 weight rows x
+ * 6 tokens (f32/f16/bf16) or 4 x 4 (q8_0, VNNI) reads and converts each weight vector once per
+ * tile and each activation vector once per weight-row group; k is cut into panels that keep a
+ * block of activations in L2.
+ *
+ * The fixed order of every output element (what makes results batch-invariant, see
+ * tfab_gemm_args_t): one 16-lane accumulator per (row, token); k advances in steps of 16
+ * elements (float types: acc = fma(w, x, acc); the last partial step with zero-masked loads) or
+ * of two q8_0 blocks (acc = fma(dw * dx, float(exact int32 sums of 4 products), acc), lanes 0-7
+ * block j and 8-15 block j + 1, a missing last block as zeros); then _mm512_reduce_add_ps. The
+ * tile shape, the panels and the caller's split only choose which register holds an
+ * accumulator, never the operations applied to it. */
+#include <immintrin.h>
+#include "kernels.h"
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define VNNI   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define INLINE inline __attribute__((always_inline))
+
+#define KC 1024 /* k elements per panel: TB tokens of f32 activations are 192 KiB */
+#define TB 48   /* tokens per block (multiple of the tile widths 3 and 4) */
+#define RB 16   /* weight rows per block */
+
+static INLINE size_t min_sz(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+/* ---- f32 / f16 / bf16 weights, f32 activations ------------------------------------------- */
+
+typedef enum wkind { W_F32, W_F16, W_BF16 } wkind_t;
+
+AVX512 static INLINE __m512 ldw(wkind_t wk, const void *row, size_t i)
+{
+    if (wk == W_F32)
+        return _mm512_loadu_ps((const float *)row + i);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i));
+    if (wk == W_F16)
+        return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+AVX512 static INLINE __m512 ldw_mask(wkind_t wk, const void *row, size_t i, __mmask16 m)
+{
+    if (wk == W_F32)
+        return _mm512_maskz_loadu_ps(m, (const float *)row + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i);
+    if (wk == W_F16)
+        return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* acc[r * TB + t] += w row r . x row t over [k0, k1) (k0 a multiple of 16) for an R x T tile:
+ * one live register per output, each weight vector converted once per T tokens */
+AVX512 static INLINE void ftile(wkind_t wk, int R, int T, const uint8_t *w, size_t ws,
+                                const float *x, size_t xs, size_t k0, size_t k1, __m512 *acc)
+{
+    __m512 c[4][6];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++)
+            c[r][t] = acc[r * TB + t];
+    size_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            wv[r] = ldw(wk, w + r * ws, k);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512 xv = _mm512_loadu_ps(x + t * xs + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                c[r][t] = _mm512_fmadd_ps(wv[r], xv, c[r][t]);
+        }
+    }
+    if (k < k1) { /* the partial last step of the row */
+        __mmask16 m = (__mmask16)((1u << (k1 - k)) - 1);
+        __m512    wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            wv[r] = ldw_mask(wk, w + r * ws, k, m);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * xs + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                c[r][t] = _mm512_fmadd_ps(wv[r], xv, c[r][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++)
+            acc[r * TB + t] = c[r][t];
+}
+
+/* one row group (R = 4 or 1) across nt tokens in tiles of 6 */
+AVX512 static INLINE void frow(wkind_t wk, int R, const uint8_t *w, size_t ws, const float *x,
+                               size_t xs, uint32_t nt, size_t k0, size_t k1, __m512 *acc)
+{
+    uint32_t t = 0;
+    for (; t + 6 <= nt; t += 6)
+        ftile(wk, R, 6, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+    switch (nt - t) {
+    case 5:
+        ftile(wk, R, 5, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        break;
+    case 4:
+        ftile(wk, R, 4, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        break;
+    case 3:
+        ftile(wk, R, 3, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        break;
+    case 2:
+        ftile(wk, R, 2, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        break;
+    case 1:
+        ftile(wk, R, 1, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        break;
+    default:
+        break;
+    }
+}
+
+/* decode: R (1 or 2) weight rows streamed front to back against T (1 or 2) tokens, no k
+ * panels (a few activation rows stay in L1 anyway); the operations of ftile per output */
+AVX512 static INLINE void fstream(wkind_t wk, int R, int T, const uint8_t *w, size_t ws, size_t n,
+                                  const float *x, size_t xs, float *out, size_t out_ld)
+{
+    __m512 c[2][2];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++)
+            c[r][t] = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m512 wv = ldw(wk, w + r * ws, k);
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++)
+                c[r][t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + t * xs + k), c[r][t]);
+        }
+    if (k < n) {
+        __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m512 wv = ldw_mask(wk, w + r * ws, k, m);
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++)
+                c[r][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + t * xs + k), c[r][t]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++)
+            out[t * out_ld + r] = _mm512_reduce_add_ps(c[r][t]);
+}
+
+AVX512 static INLINE void fgemm(wkind_t wk, const tfab_gemm_args_t *a)
+{
+    const size_t xs = a->x_stride / sizeof(float);
+    const float *x  = a->x;
+    if (a->n_tok <= 2) {
+        /* one row at a time: two or four rows side by side read memory at half the speed here */
+        for (uint32_t r = 0; r < a->rows; r++) {
+            const uint8_t *w = (const uint8_t *)a->w + (size_t)r * a->w_stride;
+            if (a->n_tok == 2)
+                fstream(wk, 1, 2, w, a->w_stride, a->n, x, xs, a->out + r, a->out_ld);
+            else
+                fstream(wk, 1, 1, w, a->w_stride, a->n, x, xs, a->out + r, a->out_ld);
+        }
+        return;
+    }
+    __m512 acc[RB * TB]; /* [row][token] accumulators, 48 KiB */
+    for (uint32_t t0 = 0; t0 < a->n_tok; t0 += TB) {
+        uint32_t nt = (uint32_t)min_sz(TB, a->n_tok - t0);
+        x           = (const float *)((const uint8_t *)a->x + (size_t)t0 * a->x_stride);
+        for (uint32_t r0 = 0; r0 < a->rows; r0 += RB) {
+            uint32_t       nr = (uint32_t)min_sz(RB, a->rows - r0);
+            const uint8_t *w  = (const uint8_t *)a->w + (size_t)r0 * a->w_stride;
+            for (uint32_t r = 0; r < nr; r++)
+                for (uint32_t t = 0; t < nt; t++)
+                    acc[r * TB + t] = _mm512_setzero_ps();
+            for (size_t k0 = 0; k0 < a->n; k0 += KC) {
+                size_t   k1 = min_sz(a->n, k0 + KC);
+                uint32_t r  = 0;
+                for (; r + 4 <= nr; r += 4)
+                    frow(wk, 4, w + r * a->w_stride, a->w_stride, x, xs, nt, k0, k1, acc + r * TB);
+                for (; r < nr; r++)
+                    frow(wk, 1, w + r * a->w_stride, a->w_stride, x, xs, nt, k0, k1, acc + r * TB);
+            }
+            for (uint32_t t = 0; t < nt; t++)
+                for (uint32_t r = 0; r < nr; r++)
+                    a->out[(size_t)(t0 + t) * a->out_ld + r0 + r] =
+                        _mm512_reduce_add_ps(acc[r * TB + t]);
+        }
+    }
+}
+
+AVX512 static void gemm_f32(const tfab_gemm_args_t *a)
+{
+    fgemm(W_F32, a);
+}
+AVX512 static void gemm_f16(const tfab_gemm_args_t *a)
+{
+    fgemm(W_F16, a);
+}
+AVX512 static void gemm_bf16(const tfab_gemm_args_t *a)
+{
+    fgemm(W_BF16, a);
+}
+
+/* ---- q8_0 weights, Q8X activations (VNNI) -------------------------------------------------- */
+
+#define KCB 32 /* q8_0 blocks per panel (even) */
+
+VNNI static INLINE __m256i ld256(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* dw of blocks j and j + 1 of a row as lanes 0-7 and 8-15 (a missing j + 1 as 0) */
+VNNI static INLINE __m512 dw_pair(const tfab_block_q8_0_t *b, int two)
+{
+    return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(_cvtsh_ss(b[0].d)),
+                                _mm512_set1_ps(two ? _cvtsh_ss(b[1].d) : 0.0f));
+}
+
+/* acc[r * TB + t] over block pairs [j0, j1) (j0 even) of rows with nb blocks each */
+VNNI static INLINE void qtile(int R, int T, const uint8_t *w, size_t ws, const uint8_t *x,
+                              size_t xs, size_t np, size_t nb, size_t j0, size_t j1, __m512 *acc)
+{
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512        c[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            c[r][t] = acc[r * TB + t];
+    for (size_t j = j0; j < j1; j += 2) {
+        int     two = j + 1 < nb;
+        __m512i wv[4], nc[4];
+        __m512  dw[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const tfab_block_q8_0_t *b  = (const tfab_block_q8_0_t *)(w + r * ws) + j;
+            __m256i                  hi = two ? ld256(b[1].qs) : _mm256_setzero_si256();
+            wv[r] = _mm512_inserti64x4(_mm512_castsi256_si512(ld256(b[0].qs)), hi, 1);
+            /* x is stored as q + 128: subtract 128 * sum(w) per lane, exactly */
+            nc[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wv[r]));
+            dw[r] = dw_pair(b, two);
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const uint8_t *xt = x + t * xs;
+            __m512i        xv = _mm512_loadu_si512(xt + j * TFAB_QK);
+            __m512         dx = _mm512_loadu_ps((const float *)(xt + np) + j * 8);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i s = _mm512_dpbusd_epi32(nc[r], xv, wv[r]);
+                c[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], dx), _mm512_cvtepi32_ps(s), c[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            acc[r * TB + t] = c[r][t];
+}
+
+VNNI static INLINE void qrow(int R, const uint8_t *w, size_t ws, const uint8_t *x, size_t xs,
+                             size_t np, size_t nb, uint32_t nt, size_t j0, size_t j1, __m512 *acc)
+{
+    uint32_t t = 0;
+    for (; t + 4 <= nt; t += 4)
+        qtile(R, 4, w, ws, x + t * xs, xs, np, nb, j0, j1, acc + t);
+    switch (nt - t) {
+    case 3:
+        qtile(R, 3, w, ws, x + t * xs, xs, np, nb, j0, j1, acc + t);
+        break;
+    case 2:
+        qtile(R, 2, w, ws, x + t * xs, xs, np, nb, j0, j1, acc + t);
+        break;
+    case 1:
+        qtile(R, 1, w, ws, x + t * xs, xs, np, nb, j0, j1, acc + t);
+        break;
+    default:
+        break;
+    }
+}
+
+/* decode: one weight row streamed front to back against T (1 or 2) tokens, the operations of
+ * qtile per output; the weight scales of 16 blocks are gathered and converted at once */
+VNNI static INLINE void qstream(int T, const tfab_block_q8_0_t *b, size_t nb, const uint8_t *x,
+                                size_t xs, size_t np, float *out, size_t out_ld)
+{
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const __m512i offs =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)sizeof(*b)));
+    __m512 c[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    size_t j    = 0;
+    for (; j + 16 <= nb; j += 16) {
+        __m512 d16 =
+            _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(offs, &b[j].d, 1)));
+#pragma GCC unroll 8
+        for (int p = 0; p < 16; p += 2) {
+            __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(ld256(b[j + p].qs)),
+                                            ld256(b[j + p + 1].qs), 1);
+            __m512i nc = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wv));
+            __m512  dw = _mm512_permutexvar_ps(
+                 _mm512_mask_blend_epi32(0xff00, _mm512_set1_epi32(p), _mm512_set1_epi32(p + 1)),
+                 d16);
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++) {
+                const uint8_t *xt = x + t * xs;
+                __m512i s = _mm512_dpbusd_epi32(nc, _mm512_loadu_si512(xt + (j + p) * TFAB_QK), wv);
+                __m512  dx = _mm512_loadu_ps((const float *)(xt + np) + (j + p) * 8);
+                c[t]       = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), _mm512_cvtepi32_ps(s), c[t]);
+            }
+        }
+    }
+    for (; j < nb; j += 2) {
+        int     two = j + 1 < nb;
+        __m512i wv  = _mm512_inserti64x4(_mm512_castsi256_si512(ld256(b[j].qs)),
+                                        two ? ld256(b[j + 1].qs) : _mm256_setzero_si256(), 1);
+        __m512i nc  = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wv));
+        __m512  dw  = dw_pair(b + j, two);
+#pragma GCC unroll 2
+        for (int t = 0; t < T; t++) {
+            const uint8_t *xt = x + t * xs;
+            __m512i        s  = _mm512_dpbusd_epi32(nc, _mm512_loadu_si512(xt + j * TFAB_QK), wv);
+            __m512         dx = _mm512_loadu_ps((const float *)(xt + np) + j * 8);
+            c[t]              = _mm512_fmadd_ps(_mm512_mul_ps(dw, dx), _mm512_cvtepi32_ps(s), c[t]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < T; t++)
+        out[t * out_ld] = _mm512_reduce_add_ps(c[t]);
+}
+
+VNNI static void gemm_q8x_vnni(const tfab_gemm_args_t *a)
+{
+    const size_t nb = a->n / TFAB_QK, np = (a->n + 63) / 64 * 64, xs = a->x_stride;
+    if (a->n_tok <= 2) {
+        for (uint32_t r = 0; r < a->rows; r++) {
+            const tfab_block_q8_0_t *b =
+                (const tfab_block_q8_0_t *)((const uint8_t *)a->w + (size_t)r * a->w_stride);
+            if (a->n_tok == 2)
+                qstream(2, b, nb, a->x, xs, np, a->out + r, a->out_ld);
+            else
+                qstream(1, b, nb, a->x, xs, np, a->out + r, a->out_ld);
+        }
+        return;
+    }
+    __m512       acc[RB * TB];
+    const size_t kcb = KCB;
+    for (uint32_t t0 = 0; t0 < a->n_tok; t0 += TB) {
+        uint32_t       nt = (uint32_t)min_sz(TB, a->n_tok - t0);
+        const uint8_t *x  = (const uint8_t *)a->x + (size_t)t0 * xs;
+        for (uint32_t r0 = 0; r0 < a->rows; r0 += RB) {
+            uint32_t       nr = (uint32_t)min_sz(RB, a->rows - r0);
+            const uint8_t *w  = (const uint8_t *)a->w + (size_t)r0 * a->w_stride;
+            for (uint32_t r = 0; r < nr; r++)
+                for (uint32_t t = 0; t < nt; t++)
+                    acc[r * TB + t] = _mm512_setzero_ps();
+            for (size_t j0 = 0; j0 < nb; j0 += kcb) {
+                size_t   j1 = min_sz(nb, j0 + kcb);
+                uint32_t r  = 0;
+                for (; r + 4 <= nr; r += 4)
+                    qrow(4, w + r * a->w_stride, a->w_stride, x, xs, np, nb, nt, j0, j1,
+                         acc + r * TB);
+                for (; r < nr; r++)
+                    qrow(1, w + r * a->w_stride, a->w_stride, x, xs, np, nb, nt, j0, j1,
+                         acc + r * TB);
+            }
+            for (uint32_t t = 0; t < nt; t++)
+                for (uint32_t r = 0; r < nr; r++)
+                    a->out[(size_t)(t0 + t) * a->out_ld + r0 + r] =
+                        _mm512_reduce_add_ps(acc[r * TB + t]);
+        }
+    }
+}
+
+void tfab_kern_fill_gemm_avx512(tfab_kern_t *k, int vnni)
+{
+    k->gemm[TFAB_DTYPE_F32]  = gemm_f32;
+    k->gemm[TFAB_DTYPE_F16]  = gemm_f16;
+    k->gemm[TFAB_DTYPE_BF16] = gemm_bf16;
+    k->gemm[TFAB_DTYPE_Q8_0] = vnni ? gemm_q8x_vnni : tfab_gemm_q8x_avx2;
+}
