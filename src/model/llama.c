@@ -564,13 +564,31 @@ typedef struct fwd {
     uint32_t      n, pos, layer;
 } fwd_t;
 
-/* Convert n rows of cols floats into m->xq in the gemm's activation format kind. */
-static void quantize_rows(tfab_model_t *m, tfab_act_kind_t kind, const float *x, uint32_t n,
-                          uint32_t cols, size_t ld)
+typedef struct quant_job {
+    tfab_act_kind_t kind;
+    const float    *x;
+    size_t          ld, row_bytes;
+    uint32_t        cols;
+    uint8_t        *dst;
+} quant_job_t;
+
+static void quant_task(size_t i, void *arg)
 {
-    size_t rb = tfab_act_row_bytes(kind, cols);
-    for (uint32_t i = 0; i < n; i++)
-        tfab_quantize_act(kind, x + (size_t)i * ld, (uint8_t *)m->xq + i * rb, cols);
+    const quant_job_t *q = arg;
+    tfab_quantize_act(q->kind, q->x + i * q->ld, q->dst + i * q->row_bytes, q->cols);
+}
+
+/* Convert n rows of cols floats into m->xq in the gemm's activation format kind, a row per
+ * task (per-row work: the result does not depend on how rows are spread over threads). */
+static void quantize_rows(fwd_t *f, tfab_act_kind_t kind, const float *x, uint32_t cols, size_t ld)
+{
+    quant_job_t q = {.kind      = kind,
+                     .x         = x,
+                     .ld        = ld,
+                     .row_bytes = tfab_act_row_bytes(kind, cols),
+                     .cols      = cols,
+                     .dst       = (uint8_t *)f->m->xq};
+    f->m->parallel_for(f->pctx, f->n, quant_task, &q);
 }
 
 static void add_op(mm_job_t *job, tfab_model_t *m, const weight_t *w, float *out, size_t out_ld)
@@ -603,7 +621,7 @@ static void matmul(fwd_t *f, const float *x, size_t x_ld, const weight_t *w0, fl
             matmul(f, x, x_ld, w2, o2, ld2, NULL, NULL, 0, NULL, NULL, 0);
         return;
     }
-    quantize_rows(m, q, x, f->n, w0->cols, x_ld);
+    quantize_rows(f, q, x, w0->cols, x_ld);
     add_op(&job, m, w0, o0, ld0);
     if (w1)
         add_op(&job, m, w1, o1, ld1);
