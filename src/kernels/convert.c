@@ -10,10 +10,10 @@ void tfab_quantize_q8_0(const float *x, tfab_block_q8_0_t *y, size_t n)
         for (int j = 0; j < TFAB_QK; j++)
             amax = fmaxf(amax, fabsf(v[j]));
         float d  = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[blk].d = tfab_f32_to_f16(d);
-        for (int j = 0; j < TFAB_QK; j++)
-            y[blk].qs[j] = (int8_t)roundf(v[j] * id);
+        for (int j = 0; j < TFAB_QK; j++) /* round half to even, as vroundps does */
+            y[blk].qs[j] = (int8_t)nearbyintf(v[j] * id);
     }
 }
 

@@ -96,8 +96,10 @@ void tfab_quantize_act(tfab_act_kind_t kind, const float *x, void *dst, size_t n
 /* 1 if there is a dot kernel for type (f32, f16, bf16, q8_0, q4_0). */
 int tfab_kern_supported(tfab_dtype_t type);
 
-/* Quantize n floats (n a multiple of 32) to q8_0 blocks exactly as ggml's quantize_row_q8_0_ref:
- * d = max|x| / 127 stored as f16, q = round(x / d). */
+/* Quantize n floats (n a multiple of 32) to q8_0 blocks as llama.cpp quantizes activations on
+ * x86 (its SIMD quantize_row_q8_0, not the _ref one): d = max|x| / 127 stored as f16,
+ * q = x * (127 / max|x|) rounded half to even, so q8_0/q4_0 results track the peer's. Needs
+ * the default rounding mode. */
 void tfab_quantize_q8_0(const float *x, tfab_block_q8_0_t *y, size_t n);
 /* Convert n elements of a row of type to f32 (embedding lookup, small vectors). */
 void tfab_dequant_row(tfab_dtype_t type, const void *src, float *dst, size_t n);
