@@ -1,15 +1,18 @@
 /* gemm_avx512.c - blocked matmul kernels for AVX-512: a register tile of up to 4 weight rows x
  * 6 tokens (f32/f16/bf16) or 4 x 4 (q8_0, VNNI) reads and converts each weight vector once per
  * tile and each activation vector once per weight-row group; k is cut into panels that keep a
- * block of activations in L2.
+ * block of activations in L2; decode (1-2 tokens) streams one weight row at a time.
  *
  * The fixed order of every output element (what makes results batch-invariant, see
- * tfab_gemm_args_t): one 16-lane accumulator per (row, token); k advances in steps of 16
- * elements (float types: acc = fma(w, x, acc); the last partial step with zero-masked loads) or
- * of two q8_0 blocks (acc = fma(dw * dx, float(exact int32 sums of 4 products), acc), lanes 0-7
- * block j and 8-15 block j + 1, a missing last block as zeros); then _mm512_reduce_add_ps. The
- * tile shape, the panels and the caller's split only choose which register holds an
- * accumulator, never the operations applied to it. */
+ * tfab_gemm_args_t). Float types: two 16-lane accumulator chains per (row, token); 16-element
+ * step s of k does chain[s % 2] = fma(w, x, chain[s % 2]) (the last partial step with
+ * zero-masked loads); the result is _mm512_reduce_add_ps(chain[0] + chain[1]). Two chains: a
+ * streaming row needs more than one FMA chain in flight to read at memory speed, and the tile
+ * runs its chains one after the other (one live register per output) for only a few percent.
+ * q8_0: one chain; step p covers blocks 2p, 2p + 1 (lanes 0-7, 8-15; a missing last block as
+ * zeros) with acc = fma(dw * dx, float(exact int32 sums of 4 products), acc); then
+ * _mm512_reduce_add_ps. The tile shape, the panels and the caller's split only choose which
+ * register holds an accumulator, never the operations applied to it. */
 #include <immintrin.h>
 #include "kernels.h"
 
@@ -18,7 +21,7 @@
 #define INLINE inline __attribute__((always_inline))
 
 #define KC 1024 /* k elements per panel: TB tokens of f32 activations are 192 KiB */
-#define TB 48   /* tokens per block (multiple of the tile widths 3 and 4) */
+#define TB 48   /* tokens per block (multiple of the tile widths 6 and 4) */
 #define RB 16   /* weight rows per block */
 
 static INLINE size_t min_sz(size_t a, size_t b)
@@ -50,50 +53,66 @@ AVX512 static INLINE __m512 ldw_mask(wkind_t wk, const void *row, size_t i, __mm
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* acc[r * TB + t] += w row r . x row t over [k0, k1) (k0 a multiple of 16) for an R x T tile:
- * one live register per output, each weight vector converted once per T tokens */
+#ifndef NA
+#define NA 2 /* accumulator chains per output: 16-element step s of k goes to chain s % NA */
+#endif
+
+/* acc[(r * TB + t) * NA + h] += w row r . x row t over [k0, k1) (k0 a multiple of 16 * NA) for
+ * an R x T tile, one chain after the other: one live register per output, each weight vector
+ * converted once per T tokens */
 AVX512 static INLINE void ftile(wkind_t wk, int R, int T, const uint8_t *w, size_t ws,
                                 const float *x, size_t xs, size_t k0, size_t k1, __m512 *acc)
 {
-    __m512 c[4][6];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 6
-        for (int t = 0; t < T; t++)
-            c[r][t] = acc[r * TB + t];
-    size_t k = k0;
-    for (; k + 16 <= k1; k += 16) {
-        __m512 wv[4];
+    for (int h = 0; h < NA; h++) {
+        __m512 c[4][6];
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
-            wv[r] = ldw(wk, w + r * ws, k);
 #pragma GCC unroll 6
-        for (int t = 0; t < T; t++) {
-            __m512 xv = _mm512_loadu_ps(x + t * xs + k);
+            for (int t = 0; t < T; t++)
+                c[r][t] = acc[(r * TB + t) * NA + h];
+        size_t k = k0 + 16 * h;
+        for (; k + 16 <= k1; k += 16 * NA) {
+            __m512 wv[4];
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++)
-                c[r][t] = _mm512_fmadd_ps(wv[r], xv, c[r][t]);
+                wv[r] = ldw(wk, w + r * ws, k);
+#pragma GCC unroll 6
+            for (int t = 0; t < T; t++) {
+                __m512 xv = _mm512_loadu_ps(x + t * xs + k);
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++)
+                    c[r][t] = _mm512_fmadd_ps(wv[r], xv, c[r][t]);
+            }
         }
-    }
-    if (k < k1) { /* the partial last step of the row */
-        __mmask16 m = (__mmask16)((1u << (k1 - k)) - 1);
-        __m512    wv[4];
+        if (k < k1) { /* the partial last step of the row (it is on this chain) */
+            __mmask16 m = (__mmask16)((1u << (k1 - k)) - 1);
+            __m512    wv[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                wv[r] = ldw_mask(wk, w + r * ws, k, m);
+#pragma GCC unroll 6
+            for (int t = 0; t < T; t++) {
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + t * xs + k);
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++)
+                    c[r][t] = _mm512_fmadd_ps(wv[r], xv, c[r][t]);
+            }
+        }
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
-            wv[r] = ldw_mask(wk, w + r * ws, k, m);
 #pragma GCC unroll 6
-        for (int t = 0; t < T; t++) {
-            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * xs + k);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++)
-                c[r][t] = _mm512_fmadd_ps(wv[r], xv, c[r][t]);
-        }
+            for (int t = 0; t < T; t++)
+                acc[(r * TB + t) * NA + h] = c[r][t];
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 6
-        for (int t = 0; t < T; t++)
-            acc[r * TB + t] = c[r][t];
+}
+
+/* the fixed sum of an output's chains */
+AVX512 static INLINE float fsum(const __m512 *c)
+{
+    __m512 s = c[0];
+    for (int h = 1; h < NA; h++)
+        s = _mm512_add_ps(s, c[h]);
+    return _mm512_reduce_add_ps(s);
 }
 
 /* one row group (R = 4 or 1) across nt tokens in tiles of 6 */
@@ -102,63 +121,58 @@ AVX512 static INLINE void frow(wkind_t wk, int R, const uint8_t *w, size_t ws, c
 {
     uint32_t t = 0;
     for (; t + 6 <= nt; t += 6)
-        ftile(wk, R, 6, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        ftile(wk, R, 6, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
     switch (nt - t) {
     case 5:
-        ftile(wk, R, 5, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        ftile(wk, R, 5, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
         break;
     case 4:
-        ftile(wk, R, 4, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        ftile(wk, R, 4, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
         break;
     case 3:
-        ftile(wk, R, 3, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        ftile(wk, R, 3, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
         break;
     case 2:
-        ftile(wk, R, 2, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        ftile(wk, R, 2, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
         break;
     case 1:
-        ftile(wk, R, 1, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t);
+        ftile(wk, R, 1, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
         break;
     default:
         break;
     }
 }
 
-/* decode: R (1 or 2) weight rows streamed front to back against T (1 or 2) tokens, no k
- * panels (a few activation rows stay in L1 anyway); the operations of ftile per output */
-AVX512 static INLINE void fstream(wkind_t wk, int R, int T, const uint8_t *w, size_t ws, size_t n,
-                                  const float *x, size_t xs, float *out, size_t out_ld)
+/* decode: one weight row streamed front to back against T (1 or 2) tokens, all NA chains in
+ * flight (no k panels: a few activation rows stay in L1 anyway); the operations of ftile */
+AVX512 static INLINE void fstream(wkind_t wk, int T, const uint8_t *w, size_t n, const float *x,
+                                  size_t xs, float *out, size_t out_ld)
 {
-    __m512 c[2][2];
+    __m512 c[2][NA];
 #pragma GCC unroll 2
-    for (int r = 0; r < R; r++)
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+        for (int h = 0; h < NA; h++)
+            c[t][h] = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 * NA <= n; k += 16 * NA)
+#pragma GCC unroll 4
+        for (int h = 0; h < NA; h++) {
+            __m512 wv = ldw(wk, w, k + 16 * h);
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++)
+                c[t][h] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + t * xs + k + 16 * h), c[t][h]);
+        }
+    for (int h = 0; k < n; k += 16, h++) { /* the last steps, on chains 0, 1, ... */
+        __mmask16 m  = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+        __m512    wv = ldw_mask(wk, w, k, m);
 #pragma GCC unroll 2
         for (int t = 0; t < T; t++)
-            c[r][t] = _mm512_setzero_ps();
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16)
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            __m512 wv = ldw(wk, w + r * ws, k);
-#pragma GCC unroll 2
-            for (int t = 0; t < T; t++)
-                c[r][t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + t * xs + k), c[r][t]);
-        }
-    if (k < n) {
-        __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            __m512 wv = ldw_mask(wk, w + r * ws, k, m);
-#pragma GCC unroll 2
-            for (int t = 0; t < T; t++)
-                c[r][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + t * xs + k), c[r][t]);
-        }
+            c[t][h] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + t * xs + k), c[t][h]);
     }
 #pragma GCC unroll 2
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 2
-        for (int t = 0; t < T; t++)
-            out[t * out_ld + r] = _mm512_reduce_add_ps(c[r][t]);
+    for (int t = 0; t < T; t++)
+        out[t * out_ld] = fsum(c[t]);
 }
 
 AVX512 static INLINE void fgemm(wkind_t wk, const tfab_gemm_args_t *a)
@@ -170,13 +184,13 @@ AVX512 static INLINE void fgemm(wkind_t wk, const tfab_gemm_args_t *a)
         for (uint32_t r = 0; r < a->rows; r++) {
             const uint8_t *w = (const uint8_t *)a->w + (size_t)r * a->w_stride;
             if (a->n_tok == 2)
-                fstream(wk, 1, 2, w, a->w_stride, a->n, x, xs, a->out + r, a->out_ld);
+                fstream(wk, 2, w, a->n, x, xs, a->out + r, a->out_ld);
             else
-                fstream(wk, 1, 1, w, a->w_stride, a->n, x, xs, a->out + r, a->out_ld);
+                fstream(wk, 1, w, a->n, x, xs, a->out + r, a->out_ld);
         }
         return;
     }
-    __m512 acc[RB * TB]; /* [row][token] accumulators, 48 KiB */
+    __m512 acc[RB * TB * NA]; /* [row][token][chain] accumulators, 48 KiB per chain */
     for (uint32_t t0 = 0; t0 < a->n_tok; t0 += TB) {
         uint32_t nt = (uint32_t)min_sz(TB, a->n_tok - t0);
         x           = (const float *)((const uint8_t *)a->x + (size_t)t0 * a->x_stride);
@@ -184,20 +198,21 @@ AVX512 static INLINE void fgemm(wkind_t wk, const tfab_gemm_args_t *a)
             uint32_t       nr = (uint32_t)min_sz(RB, a->rows - r0);
             const uint8_t *w  = (const uint8_t *)a->w + (size_t)r0 * a->w_stride;
             for (uint32_t r = 0; r < nr; r++)
-                for (uint32_t t = 0; t < nt; t++)
-                    acc[r * TB + t] = _mm512_setzero_ps();
+                for (uint32_t i = 0; i < nt * NA; i++)
+                    acc[r * TB * NA + i] = _mm512_setzero_ps();
             for (size_t k0 = 0; k0 < a->n; k0 += KC) {
                 size_t   k1 = min_sz(a->n, k0 + KC);
                 uint32_t r  = 0;
                 for (; r + 4 <= nr; r += 4)
-                    frow(wk, 4, w + r * a->w_stride, a->w_stride, x, xs, nt, k0, k1, acc + r * TB);
+                    frow(wk, 4, w + r * a->w_stride, a->w_stride, x, xs, nt, k0, k1,
+                         acc + r * TB * NA);
                 for (; r < nr; r++)
-                    frow(wk, 1, w + r * a->w_stride, a->w_stride, x, xs, nt, k0, k1, acc + r * TB);
+                    frow(wk, 1, w + r * a->w_stride, a->w_stride, x, xs, nt, k0, k1,
+                         acc + r * TB * NA);
             }
             for (uint32_t t = 0; t < nt; t++)
                 for (uint32_t r = 0; r < nr; r++)
-                    a->out[(size_t)(t0 + t) * a->out_ld + r0 + r] =
-                        _mm512_reduce_add_ps(acc[r * TB + t]);
+                    a->out[(size_t)(t0 + t) * a->out_ld + r0 + r] = fsum(acc + (r * TB + t) * NA);
         }
     }
 }
