@@ -57,6 +57,23 @@ void tfab_dequant_row(tfab_dtype_t type, const void *src, float *dst, size_t n)
     }
 }
 
+void tfab_quantize_q8x_scalar(const float *x, void *dst, size_t n)
+{
+    size_t   np = (n + 63) / 64 * 64;
+    uint8_t *q  = dst;
+    float   *d  = (float *)(q + np);
+    for (size_t blk = 0; blk < np / TFAB_QK; blk++) {
+        tfab_block_q8_0_t b = {0};
+        if (blk < n / TFAB_QK)
+            tfab_quantize_q8_0(x + blk * TFAB_QK, &b, TFAB_QK);
+        float df = tfab_f16_to_f32(b.d);
+        for (int j = 0; j < TFAB_QK; j++)
+            q[blk * TFAB_QK + j] = (uint8_t)(b.qs[j] + 128);
+        for (int j = 0; j < 8; j++)
+            d[blk * 8 + j] = df;
+    }
+}
+
 size_t tfab_act_row_bytes(tfab_act_kind_t kind, size_t n)
 {
     switch (kind) {
@@ -75,22 +92,9 @@ void tfab_quantize_act(tfab_act_kind_t kind, const float *x, void *dst, size_t n
     case TFAB_ACT_Q8_0:
         tfab_quantize_q8_0(x, dst, n);
         break;
-    case TFAB_ACT_Q8X: {
-        size_t   np = (n + 63) / 64 * 64;
-        uint8_t *q  = dst;
-        float   *d  = (float *)(q + np);
-        for (size_t blk = 0; blk < np / TFAB_QK; blk++) {
-            tfab_block_q8_0_t b = {0};
-            if (blk < n / TFAB_QK)
-                tfab_quantize_q8_0(x + blk * TFAB_QK, &b, TFAB_QK);
-            float df = tfab_f16_to_f32(b.d);
-            for (int j = 0; j < TFAB_QK; j++)
-                q[blk * TFAB_QK + j] = (uint8_t)(b.qs[j] + 128);
-            for (int j = 0; j < 8; j++)
-                d[blk * 8 + j] = df;
-        }
+    case TFAB_ACT_Q8X:
+        tfab_kern_best()->quantize_q8x(x, dst, n);
         break;
-    }
     default:
         memcpy(dst, x, n * sizeof(float));
         break;

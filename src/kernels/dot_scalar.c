@@ -102,6 +102,7 @@ void tfab_kern_fill_scalar(tfab_kern_t *k)
     k->gemm[TFAB_DTYPE_BF16] = gemm_bf16;
     k->gemm[TFAB_DTYPE_Q8_0] = tfab_gemm_q8x_scalar;
     k->gemm[TFAB_DTYPE_Q4_0] = gemm_q4_0;
+    k->quantize_q8x          = tfab_quantize_q8x_scalar;
     k->isa                   = TFAB_ISA_SCALAR;
     k->name                  = "scalar";
     k->dot[TFAB_DTYPE_F32]   = dot_f32;

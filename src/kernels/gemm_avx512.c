@@ -406,8 +406,41 @@ VNNI static void gemm_q8x_vnni(const tfab_gemm_args_t *a)
     }
 }
 
+/* tfab_quantize_q8x_scalar with 16 lanes: the same scalar d and 127 / amax, the same products
+ * and round-half-to-even, so the same bytes */
+AVX512 static void quantize_q8x(const float *x, void *dst, size_t n)
+{
+    size_t   np = (n + 63) / 64 * 64;
+    uint8_t *q  = dst;
+    float   *d  = (float *)(q + np);
+    for (size_t blk = 0; blk < np / TFAB_QK; blk++) {
+        float df = 0.0f, id = 0.0f;
+        if (blk < n / TFAB_QK) {
+            __m512 v0  = _mm512_loadu_ps(x + blk * TFAB_QK),
+                   v1  = _mm512_loadu_ps(x + blk * TFAB_QK + 16);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            df         = tfab_f16_to_f32(tfab_f32_to_f16(amax / 127.0f));
+            id         = amax != 0.0f ? 127.0f / amax : 0.0f;
+            __m512  s  = _mm512_set1_ps(id);
+            __m512i b  = _mm512_set1_epi32(128);
+            __m512i q0 = _mm512_add_epi32(
+                b, _mm512_cvtps_epi32(_mm512_roundscale_ps(
+                       _mm512_mul_ps(v0, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+            __m512i q1 = _mm512_add_epi32(
+                b, _mm512_cvtps_epi32(_mm512_roundscale_ps(
+                       _mm512_mul_ps(v1, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+            _mm_storeu_si128((__m128i *)(q + blk * TFAB_QK), _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *)(q + blk * TFAB_QK + 16), _mm512_cvtepi32_epi8(q1));
+        } else {
+            memset(q + blk * TFAB_QK, 128, TFAB_QK);
+        }
+        _mm256_storeu_ps(d + blk * 8, _mm256_set1_ps(df));
+    }
+}
+
 void tfab_kern_fill_gemm_avx512(tfab_kern_t *k, int vnni)
 {
+    k->quantize_q8x          = quantize_q8x;
     k->gemm[TFAB_DTYPE_F32]  = gemm_f32;
     k->gemm[TFAB_DTYPE_F16]  = gemm_f16;
     k->gemm[TFAB_DTYPE_BF16] = gemm_bf16;

@@ -77,6 +77,8 @@ typedef struct tfab_kern {
     tfab_dot_fn_t  dot[TFAB_DTYPE_COUNT];  /* NULL for types without a kernel */
     tfab_dot4_fn_t dot4[TFAB_DTYPE_COUNT]; /* NULL: call dot per row */
     tfab_gemm_fn_t gemm[TFAB_DTYPE_COUNT]; /* matmul blocks, activations per tfab_kern_gemm_act */
+    /* n floats -> one Q8X row (tfab_quantize_act's Q8X case; bit-identical on every ISA) */
+    void (*quantize_q8x)(const float *x, void *dst, size_t n);
 } tfab_kern_t;
 
 /* The kernels of one ISA, or NULL if this CPU lacks it (tfab_cpu_info_query). Thread-safe. */
@@ -132,6 +134,8 @@ void tfab_kern_fill_gemm_avx512(tfab_kern_t *k, int vnni); /* gemm_avx512.c */
         }                                                                                          \
     }
 
+/* The portable Q8X quantization (convert.c), the reference of the SIMD ones. */
+void tfab_quantize_q8x_scalar(const float *x, void *dst, size_t n);
 /* Per-ISA gemm kernels of q8_0 weights with Q8X activations (gemm_*.c). */
 void tfab_gemm_q8x_scalar(const tfab_gemm_args_t *a);
 void tfab_gemm_q8x_avx2(const tfab_gemm_args_t *a);

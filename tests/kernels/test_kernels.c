@@ -269,13 +269,47 @@ static void test_gemm(void **state)
     }
 }
 
+/* every ISA's Q8X quantization writes the bytes of the scalar one (ties round to even) */
+static void test_quantize_q8x(void **state)
+{
+    const size_t n = 224, np = 256, bytes = tfab_act_row_bytes(TFAB_ACT_Q8X, n);
+    float        x[224];
+    assert_int_equal(bytes, 2 * np);
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand() * 5.0f;
+    for (size_t i = 0; i < 32; i++) /* block 0: amax 127, so q = round(x): halves are ties */
+        x[i] = i == 0 ? 127.0f : (float)((int)i - 16) + 0.5f;
+    for (size_t i = 32; i < 64; i++)
+        x[i] = 0.0f; /* an all-zero block: d = 0 */
+    uint8_t *want = malloc(bytes), *got = malloc(bytes);
+    tfab_quantize_q8x_scalar(x, want, n);
+    /* stored as q + 128: 127 -> 255; -14.5 and -13.5 -> -14; -12.5 -> -12; 1.5, 2.5 -> 2 */
+    assert_int_equal(want[0], 255);
+    assert_int_equal(want[1], 114);
+    assert_int_equal(want[2], 114);
+    assert_int_equal(want[3], 116);
+    assert_int_equal(want[17], 130);
+    assert_int_equal(want[18], 130);
+    assert_int_equal(want[40], 128);
+    assert_true(((float *)(want + np))[0] == 1.0f && ((float *)(want + np))[8] == 0.0f);
+    for (int isa = 0; isa < TFAB_ISA_COUNT; isa++) {
+        const tfab_kern_t *k = tfab_kern_get((tfab_isa_t)isa);
+        if (k == NULL)
+            continue;
+        memset(got, 0xee, bytes);
+        k->quantize_q8x(x, got, n);
+        assert_memory_equal(got, want, bytes);
+    }
+    free(want);
+    free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_f16),
-        cmocka_unit_test(test_quantize),
-        cmocka_unit_test(test_dots),
-        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_f16),          cmocka_unit_test(test_quantize),
+        cmocka_unit_test(test_dots),         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_quantize_q8x),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
