@@ -48,7 +48,7 @@ vocab=$lsrc/models/ggml-vocab-llama-spm.gguf
 
 if [ -n "$keep" ]; then dir=$keep; mkdir -p "$dir"; else
     dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT; fi
-if [ $quick = 1 ]; then layers=2; steps=8; reps=2; gen=16; else layers=4; steps=32; reps=5; gen=64; fi
+if [ $quick = 1 ]; then layers=2; steps=8; reps=2; gen=16; else layers=4; steps=32; reps=5; gen=32; fi
 ptok=64
 types="f16 q8_0"
 models=
@@ -58,33 +58,43 @@ for t in $types; do
     models=${models:+$models,}$f
 done
 
+# Each figure is the best of $reps rounds; a round runs bench_decode on every type and then
+# llama-bench (one repetition) on all of them, so both engines sample the same stretches of time:
+# on a shared machine the best round is the one least disturbed by other work, for both alike.
 declare -A tf_dec tf_gbs tf_pre tf_bw ll_dec ll_pre
-for t in $types; do
-    out=$("$bench" "$dir/bench-$t-L$layers.gguf" "$threads" "$steps" "$ptok") || { echo "$out"; die "bench_decode failed on $t"; }
-    echo "$out" | sed 's/^/  tfab: /'
-    line=$(grep '^BENCH ' <<<"$out")
-    get() { grep -o "\b$1=[^ ]*" <<<"$line" | cut -d= -f2; }
-    tf_dec[$t]=$(get decode_tps); tf_gbs[$t]=$(get decode_gbs)
-    tf_pre[$t]=$(get prefill_tps); tf_bw[$t]=$(get read_gbs)
-done
-# llama-bench: pp = prefill of ptok tokens, tg = decode of gen tokens, same thread count
-lout=$("$bin/llama-bench" -m "$models" -t "$threads" -p "$ptok" -n "$gen" -r "$reps" -o jsonl 2>"$dir/llama-bench.err") ||
-    { cat "$dir/llama-bench.err" >&2; die "llama-bench failed"; }
-while read -r path np ng ts; do
-    t=$(basename "$path" | sed 's/^bench-\(.*\)-L.*/\1/')
-    if [ "$np" -gt 0 ]; then ll_pre[$t]=$ts; else ll_dec[$t]=$ts; fi
-done < <("$py" -c '
+max() { awk -v a="$1" -v b="$2" 'BEGIN{print (a == "" || b + 0 > a + 0) ? b : a}'; }
+for r in $(seq "$reps"); do
+    for t in $types; do
+        out=$("$bench" "$dir/bench-$t-L$layers.gguf" "$threads" "$steps" "$ptok") || { echo "$out"; die "bench_decode failed on $t"; }
+        echo "$out" | sed 's/^/  tfab: /'
+        line=$(grep '^BENCH ' <<<"$out")
+        get() { grep -o "\b$1=[^ ]*" <<<"$line" | cut -d= -f2; }
+        tf_dec[$t]=$(max "${tf_dec[$t]:-}" "$(get decode_tps)")
+        tf_gbs[$t]=$(max "${tf_gbs[$t]:-}" "$(get decode_gbs)")
+        tf_pre[$t]=$(max "${tf_pre[$t]:-}" "$(get prefill_tps)")
+        tf_bw[$t]=$(max "${tf_bw[$t]:-}" "$(get read_gbs)")
+    done
+    # llama-bench: pp = prefill of ptok tokens, tg = decode of gen tokens, same thread count
+    lout=$("$bin/llama-bench" -m "$models" -t "$threads" -p "$ptok" -n "$gen" -r 1 -o jsonl 2>"$dir/llama-bench.err") ||
+        { cat "$dir/llama-bench.err" >&2; die "llama-bench failed"; }
+    while read -r path np ng ts; do
+        t=$(basename "$path" | sed 's/^bench-\(.*\)-L.*/\1/')
+        echo "  llama-bench: $t pp$np tg$ng $ts tok/s"
+        if [ "$np" -gt 0 ]; then ll_pre[$t]=$(max "${ll_pre[$t]:-}" "$ts"); else ll_dec[$t]=$(max "${ll_dec[$t]:-}" "$ts"); fi
+    done < <("$py" -c '
 import json, sys
 for l in sys.stdin:
     l = l.strip()
     if l.startswith("{"):
         d = json.loads(l)
-        print(d["model_filename"], d["n_prompt"], d["n_gen"], d["avg_ts"])' <<<"$lout")
+        print(d["model_filename"], d["n_prompt"], d["n_gen"], max(d["samples_ts"]))' <<<"$lout")
+done
 
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 echo
 echo "CPU: $cpu, $(nproc) cores online; $threads threads each; $layers layers, 2048 embd, 32000 vocab"
-echo "prefill = $ptok tokens at position 0 (tfab: without logits; llama.cpp: the last token's)"
+echo "prefill = $ptok tokens at position 0 (tfab: without logits; llama.cpp: the last token's);"
+echo "decode = $steps (tfab) / $gen (llama.cpp) tokens; best of $reps interleaved rounds each"
 printf '%-6s | %-9s | %10s | %10s | %8s | %8s | %10s\n' type engine "decode t/s" "prefill t/s" "GB/s" "% of BW" "read GB/s"
 printf -- '-------+-----------+------------+-------------+----------+----------+-----------\n'
 dr=; pr=; rf=

@@ -14,7 +14,8 @@
 #include "threads.h"
 
 #define MOD           "model"
-#define ROWS_PER_TASK 16
+#define ROWS_PER_TASK 16 /* prefill: blocks of 16 rows x all tokens balance well */
+#define DECODE_TASKS  8  /* decode: each matrix in 8 contiguous parts (long streams per thread) */
 #define MAX_DIM       (1u << 20)
 #define MAX_ARENAS    16
 
@@ -523,10 +524,11 @@ const char *tfab_model_kernels(const tfab_model_t *m)
 /* One matmul: out[i][r] = dot(W row r, act row i) for the rows of W and the n tokens. */
 typedef struct mm_op {
     const weight_t *w;
-    const void     *act;       /* f32 rows or q8_0 rows, per w->act */
+    const void     *act;       /* activation rows in w->act's format */
     size_t          act_bytes; /* stride between token rows */
     float          *out;
-    size_t          out_ld; /* floats between token rows of out */
+    size_t          out_ld;        /* floats between token rows of out */
+    uint32_t        rows_per_task; /* weight rows per parallel_for task */
 } mm_op_t;
 
 typedef struct mm_job {
@@ -544,8 +546,8 @@ static void mm_task(size_t task, void *arg)
         o++;
     const mm_op_t   *op = &job->ops[o];
     const weight_t  *w  = op->w;
-    uint32_t         r0 = (uint32_t)(task - job->first_task[o]) * ROWS_PER_TASK;
-    uint32_t         r1 = r0 + ROWS_PER_TASK < w->rows ? r0 + ROWS_PER_TASK : w->rows;
+    uint32_t         r0 = (uint32_t)(task - job->first_task[o]) * op->rows_per_task;
+    uint32_t         r1 = r0 + op->rows_per_task < w->rows ? r0 + op->rows_per_task : w->rows;
     tfab_gemm_args_t a  = {.n        = w->cols,
                            .w        = w->data + (size_t)r0 * w->row_bytes,
                            .w_stride = w->row_bytes,
@@ -599,8 +601,14 @@ static void add_op(mm_job_t *job, tfab_model_t *m, const weight_t *w, float *out
     op->act_bytes = tfab_act_row_bytes(w->act, w->cols);
     op->out       = out;
     op->out_ld    = out_ld;
+    /* how rows are split over tasks never changes a result (gemm's contract), only speed */
+    op->rows_per_task = ROWS_PER_TASK;
+    if (job->n_tok <= 2) {
+        uint32_t part     = (w->rows + DECODE_TASKS - 1) / DECODE_TASKS;
+        op->rows_per_task = part > ROWS_PER_TASK ? (part + 15) / 16 * 16 : ROWS_PER_TASK;
+    }
     job->first_task[job->n_ops + 1] =
-        job->first_task[job->n_ops] + (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+        job->first_task[job->n_ops] + (w->rows + op->rows_per_task - 1) / op->rows_per_task;
     job->n_ops++;
 }
 
