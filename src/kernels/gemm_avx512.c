@@ -20,9 +20,9 @@
 #define VNNI   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE inline __attribute__((always_inline))
 
-#define KC 1024 /* k elements per panel: TB tokens of f32 activations are 192 KiB */
-#define TB 48   /* tokens per block (multiple of the tile widths 6 and 4) */
-#define RB 16   /* weight rows per block */
+#define KC 512 /* k elements per panel: 6 tokens (12 KiB) + 16 f16 rows (16 KiB) stay in L1 */
+#define TB 48  /* tokens per block (multiple of the tile widths 6 and 4) */
+#define RB 16  /* weight rows per block */
 
 static INLINE size_t min_sz(size_t a, size_t b)
 {
@@ -115,32 +115,16 @@ AVX512 static INLINE float fsum(const __m512 *c)
     return _mm512_reduce_add_ps(s);
 }
 
-/* one row group (R = 4 or 1) across nt tokens in tiles of 6 */
-AVX512 static INLINE void frow(wkind_t wk, int R, const uint8_t *w, size_t ws, const float *x,
-                               size_t xs, uint32_t nt, size_t k0, size_t k1, __m512 *acc)
+/* one token tile (T = 1..6 tokens) across the nr rows of a block, in groups of 4 rows: the
+ * tile's activations (T x KC floats) and the block's weight panel stay in L1 */
+AVX512 static INLINE void fcol(wkind_t wk, int T, const uint8_t *w, size_t ws, uint32_t nr,
+                               const float *x, size_t xs, size_t k0, size_t k1, __m512 *acc)
 {
-    uint32_t t = 0;
-    for (; t + 6 <= nt; t += 6)
-        ftile(wk, R, 6, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
-    switch (nt - t) {
-    case 5:
-        ftile(wk, R, 5, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
-        break;
-    case 4:
-        ftile(wk, R, 4, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
-        break;
-    case 3:
-        ftile(wk, R, 3, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
-        break;
-    case 2:
-        ftile(wk, R, 2, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
-        break;
-    case 1:
-        ftile(wk, R, 1, w, ws, x + (size_t)t * xs, xs, k0, k1, acc + t * NA);
-        break;
-    default:
-        break;
-    }
+    uint32_t r = 0;
+    for (; r + 4 <= nr; r += 4)
+        ftile(wk, 4, T, w + r * ws, ws, x, xs, k0, k1, acc + r * TB * NA);
+    for (; r < nr; r++)
+        ftile(wk, 1, T, w + r * ws, ws, x, xs, k0, k1, acc + r * TB * NA);
 }
 
 /* decode: one weight row streamed front to back against T (1 or 2) tokens, all NA chains in
@@ -202,13 +186,30 @@ AVX512 static INLINE void fgemm(wkind_t wk, const tfab_gemm_args_t *a)
                     acc[r * TB * NA + i] = _mm512_setzero_ps();
             for (size_t k0 = 0; k0 < a->n; k0 += KC) {
                 size_t   k1 = min_sz(a->n, k0 + KC);
-                uint32_t r  = 0;
-                for (; r + 4 <= nr; r += 4)
-                    frow(wk, 4, w + r * a->w_stride, a->w_stride, x, xs, nt, k0, k1,
-                         acc + r * TB * NA);
-                for (; r < nr; r++)
-                    frow(wk, 1, w + r * a->w_stride, a->w_stride, x, xs, nt, k0, k1,
-                         acc + r * TB * NA);
+                uint32_t t  = 0;
+                for (; t + 6 <= nt; t += 6)
+                    fcol(wk, 6, w, a->w_stride, nr, x + t * xs, xs, k0, k1, acc + t * NA);
+                const float *xt = x + t * xs;
+                __m512      *at = acc + t * NA;
+                switch (nt - t) {
+                case 5:
+                    fcol(wk, 5, w, a->w_stride, nr, xt, xs, k0, k1, at);
+                    break;
+                case 4:
+                    fcol(wk, 4, w, a->w_stride, nr, xt, xs, k0, k1, at);
+                    break;
+                case 3:
+                    fcol(wk, 3, w, a->w_stride, nr, xt, xs, k0, k1, at);
+                    break;
+                case 2:
+                    fcol(wk, 2, w, a->w_stride, nr, xt, xs, k0, k1, at);
+                    break;
+                case 1:
+                    fcol(wk, 1, w, a->w_stride, nr, xt, xs, k0, k1, at);
+                    break;
+                default:
+                    break;
+                }
             }
             for (uint32_t t = 0; t < nt; t++)
                 for (uint32_t r = 0; r < nr; r++)
