@@ -71,6 +71,9 @@ case "$mode" in
         # the soft-RoCE tests must exist (verbs found): a missing test is a failure, not a skip
         n=$(ctest --test-dir build -N -L softroce | sed -n 's/^Total Tests: //p')
         [ "${n:-0}" -ge 4 ] || { echo "setup.sh: only ${n:-0} softroce tests configured (verbs not found?)" >&2; exit 1; }
+        # so must the llama.cpp peer tests (greedy continuations identical to llama.cpp's)
+        n=$(ctest --test-dir build -N -L peer | sed -n 's/^Total Tests: //p')
+        [ "${n:-0}" -ge 2 ] || { echo "setup.sh: only ${n:-0} peer tests configured" >&2; exit 1; }
         status=0
         if [ "${TFAB_SKIP_SAN:-0}" != 1 ]; then
             build build-san -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DTFAB_WERROR=ON \
@@ -79,7 +82,7 @@ case "$mode" in
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                 ctest --test-dir build-san -L 'unit|net|fuzz' --output-on-failure -j 2 || status=1
         fi
-        say "full suite: unit, net, fuzz, softroce, perf"
+        say "full suite: unit, net, fuzz, softroce, peer, perf"
         ctest --test-dir build --output-on-failure -j 2 || status=1
         exit $status
         ;;

@@ -17,6 +17,32 @@
 
 #define BUILTIN_MODEL "tfab-tiny-f16.gguf"
 
+/* One forward pass as an op of the compute stream: the model's parallel_for runs on the
+ * stream's workers (ctx). */
+typedef struct fwd_op {
+    tfab_model_t       *model;
+    const tfab_token_t *toks;
+    uint32_t            n, pos;
+    float              *logits;
+} fwd_op_t;
+
+static tfab_status_t op_forward(tfab_stream_ctx_t *ctx, void *arg)
+{
+    fwd_op_t *f = arg;
+    return tfab_model_forward_ctx(f->model, ctx, f->toks, f->n, f->pos, f->logits);
+}
+
+/* Run one forward on the stream and wait for it (the next token needs its logits). */
+static tfab_status_t forward_on(tfab_stream_t *s, tfab_model_t *model, const tfab_token_t *toks,
+                                uint32_t n, uint32_t pos, float *logits)
+{
+    fwd_op_t      f  = {model, toks, n, pos, logits};
+    tfab_status_t st = tfab_stream_enqueue(s, op_forward, &f);
+    if (st != TFAB_OK)
+        return st;
+    return tfab_stream_synchronize(s);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -31,7 +57,8 @@ static void usage(FILE *out)
             "  --top-k K            (default 40)     --top-p P   (default 0.95)\n"
             "  --min-p P            (default 0.05)   --repeat-penalty R (default 1.0)\n"
             "  --seed S             sampling seed (default 42): same seed, same text\n"
-            "  --threads N          compute threads (default: online CPUs)\n"
+            "  --threads N          compute threads: workers of the forward pass's compute stream\n"
+            "                       (default: the CPUs of this NUMA node)\n"
             "  --ctx N              context length (default: the model's, at most 4096)\n"
             "  --chat               wrap the prompt as a user turn of the model's chat template\n");
 }
@@ -83,8 +110,8 @@ int tfab_cli_run(int argc, char **argv)
 {
     const char           *model_path = NULL, *prompt = NULL;
     double                n_gen = 64, threads = 0, ctx = 0, seed = 42;
-    int                   chat  = 0;
-    tfab_sampler_params_t sp    = {0};
+    int                   chat = 0;
+    tfab_sampler_params_t sp   = {0};
     double                temp = 0.8, top_k = 40, top_p = 0.95, min_p = 0.05, rep = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -132,22 +159,34 @@ int tfab_cli_run(int argc, char **argv)
     }
     char builtin[PATH_MAX];
     if (model_path == NULL && (model_path = find_builtin(builtin, sizeof(builtin))) == NULL) {
-        fprintf(stderr, "tfab run: the built-in model %s was not found (looked beside the binary "
-                        "and in %s/models); give --model PATH\n", BUILTIN_MODEL, TFAB_SOURCE_DIR);
+        fprintf(stderr,
+                "tfab run: the built-in model %s was not found (looked beside the binary "
+                "and in %s/models); give --model PATH\n",
+                BUILTIN_MODEL, TFAB_SOURCE_DIR);
         return 1;
     }
 
-    int                 rc = 1;
+    int                 rc      = 1;
     tfab_model_t       *model   = NULL;
     tfab_vocab_t       *vocab   = NULL;
     tfab_sampler_t     *sampler = NULL;
     tfab_token_t       *toks    = NULL;
     float              *logits  = NULL;
     char               *text    = NULL;
-    tfab_model_params_t mp      = {.field_mask = 0, .path = model_path};
+    tfab_stream_t      *fwd     = NULL;
+    tfab_model_params_t mp      = {.field_mask   = TFAB_MODEL_PARAM_PARALLEL_FOR,
+                                   .path         = model_path,
+                                   .parallel_for = tfab_stream_parallel_for};
+    /* the forward pass runs on a compute stream: its workers are the model's threads, pinned
+     * to the cores of this CPU's NUMA node (one per online CPU of it unless --threads) */
+    tfab_stream_params_t fp = {.field_mask = TFAB_STREAM_PARAM_NAME, .name = "fwd"};
     if (threads > 0) {
-        mp.field_mask |= TFAB_MODEL_PARAM_N_THREADS;
-        mp.n_threads = (unsigned)threads;
+        fp.field_mask |= TFAB_STREAM_PARAM_N_WORKERS;
+        fp.n_workers = (unsigned)threads;
+    }
+    if (tfab_stream_create(&fp, &fwd) != TFAB_OK) {
+        fprintf(stderr, "tfab run: cannot create the compute stream (see the log above)\n");
+        goto out;
     }
     if (ctx > 0) {
         mp.field_mask |= TFAB_MODEL_PARAM_N_CTX;
@@ -160,19 +199,20 @@ int tfab_cli_run(int argc, char **argv)
         fprintf(stderr, "tfab run: %s: no usable tokenizer in its metadata\n", model_path);
         goto out;
     }
-    t_load = now_s() - t_load;
-    const tfab_model_config_t *cfg = tfab_model_config(model);
-    uint32_t n_ctx = tfab_model_n_ctx(model), n_batch = tfab_model_n_batch(model);
+    t_load                           = now_s() - t_load;
+    const tfab_model_config_t *cfg   = tfab_model_config(model);
+    uint32_t                   n_ctx = tfab_model_n_ctx(model), n_batch = tfab_model_n_batch(model);
 
     /* the prompt, optionally as a chat turn */
-    const char *input = prompt;
+    const char *input     = prompt;
     size_t      input_len = strlen(prompt);
     if (chat) {
         tfab_chat_tmpl_t tmpl = tfab_chat_tmpl_detect(tfab_vocab_chat_template(vocab));
         tfab_chat_msg_t  msg  = {"user", prompt};
         size_t           need = 0;
         if (tmpl == TFAB_CHAT_TMPL_UNKNOWN) {
-            fprintf(stderr, "tfab run: %s has no chat template tfab knows (llama2, llama3, chatml)\n",
+            fprintf(stderr,
+                    "tfab run: %s has no chat template tfab knows (llama2, llama3, chatml)\n",
                     model_path);
             goto out;
         }
@@ -186,9 +226,9 @@ int tfab_cli_run(int argc, char **argv)
     size_t n_prompt = 0;
     if ((toks = malloc(sizeof(*toks) * n_ctx)) == NULL)
         goto out;
-    tfab_status_t st = tfab_tokenize(vocab, input, input_len,
-                                     TFAB_ENCODE_ADD_SPECIAL | (chat ? TFAB_ENCODE_PARSE_SPECIAL : 0),
-                                     toks, n_ctx, &n_prompt);
+    tfab_status_t st = tfab_tokenize(
+        vocab, input, input_len, TFAB_ENCODE_ADD_SPECIAL | (chat ? TFAB_ENCODE_PARSE_SPECIAL : 0),
+        toks, n_ctx, &n_prompt);
     if (st != TFAB_OK || n_prompt == 0) {
         fprintf(stderr, "tfab run: the prompt is %s tokens, the context holds %u\n",
                 st == TFAB_ERR_RANGE ? "more than" : "not", n_ctx);
@@ -217,7 +257,7 @@ int tfab_cli_run(int argc, char **argv)
     uint32_t last = 0;
     for (size_t pos = 0; pos < n_prompt; pos += n_batch) {
         uint32_t n = (uint32_t)(n_prompt - pos < n_batch ? n_prompt - pos : n_batch);
-        if (tfab_model_forward(model, toks + pos, n, (uint32_t)pos, logits) != TFAB_OK)
+        if (forward_on(fwd, model, toks + pos, n, (uint32_t)pos, logits) != TFAB_OK)
             goto out;
         last = n - 1;
     }
@@ -225,9 +265,9 @@ int tfab_cli_run(int argc, char **argv)
     fwrite(prompt, 1, strlen(prompt), stdout);
     fflush(stdout);
 
-    t0              = now_s();
-    size_t n_done   = 0;
-    float *row      = logits + (size_t)last * cfg->n_vocab;
+    t0            = now_s();
+    size_t n_done = 0;
+    float *row    = logits + (size_t)last * cfg->n_vocab;
     for (; n_done < (size_t)n_gen; n_done++) {
         tfab_token_t tok;
         if (tfab_sampler_sample(sampler, row, &tok) != TFAB_OK)
@@ -242,7 +282,7 @@ int tfab_cli_run(int argc, char **argv)
         }
         toks[n_prompt + n_done] = tok;
         if (n_done + 1 < (size_t)n_gen &&
-            tfab_model_forward(model, &tok, 1, (uint32_t)(n_prompt + n_done), logits) != TFAB_OK)
+            forward_on(fwd, model, &tok, 1, (uint32_t)(n_prompt + n_done), logits) != TFAB_OK)
             goto out;
         row = logits;
     }
@@ -264,5 +304,7 @@ out:
     tfab_sampler_destroy(sampler);
     tfab_vocab_destroy(vocab);
     tfab_model_destroy(model);
+    if (fwd)
+        tfab_stream_destroy(fwd);
     return rc;
 }

@@ -10,10 +10,10 @@ void tfab_quantize_q8_0(const float *x, tfab_block_q8_0_t *y, size_t n)
         for (int j = 0; j < TFAB_QK; j++)
             amax = fmaxf(amax, fabsf(v[j]));
         float d  = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         y[blk].d = tfab_f32_to_f16(d);
-        for (int j = 0; j < TFAB_QK; j++)
-            y[blk].qs[j] = (int8_t)roundf(v[j] * id);
+        for (int j = 0; j < TFAB_QK; j++) /* round half to even, as vroundps does */
+            y[blk].qs[j] = (int8_t)nearbyintf(v[j] * id);
     }
 }
 
@@ -53,6 +53,50 @@ void tfab_dequant_row(tfab_dtype_t type, const void *src, float *dst, size_t n)
     }
     default:
         memset(dst, 0, n * sizeof(float)); /* callers check tfab_kern_supported first */
+        break;
+    }
+}
+
+void tfab_quantize_q8x_scalar(const float *x, void *dst, size_t n)
+{
+    size_t   np = (n + 63) / 64 * 64;
+    uint8_t *q  = dst;
+    float   *d  = (float *)(q + np);
+    for (size_t blk = 0; blk < np / TFAB_QK; blk++) {
+        tfab_block_q8_0_t b = {0};
+        if (blk < n / TFAB_QK)
+            tfab_quantize_q8_0(x + blk * TFAB_QK, &b, TFAB_QK);
+        float df = tfab_f16_to_f32(b.d);
+        for (int j = 0; j < TFAB_QK; j++)
+            q[blk * TFAB_QK + j] = (uint8_t)(b.qs[j] + 128);
+        for (int j = 0; j < 8; j++)
+            d[blk * 8 + j] = df;
+    }
+}
+
+size_t tfab_act_row_bytes(tfab_act_kind_t kind, size_t n)
+{
+    switch (kind) {
+    case TFAB_ACT_Q8_0:
+        return n / TFAB_QK * sizeof(tfab_block_q8_0_t);
+    case TFAB_ACT_Q8X:
+        return 2 * ((n + 63) / 64 * 64);
+    default: /* rows 64-byte aligned and never a multiple of 4 KiB apart (L1 4K aliasing) */
+        return (n * sizeof(float) + 63) / 64 * 64 + 64;
+    }
+}
+
+void tfab_quantize_act(tfab_act_kind_t kind, const float *x, void *dst, size_t n)
+{
+    switch (kind) {
+    case TFAB_ACT_Q8_0:
+        tfab_quantize_q8_0(x, dst, n);
+        break;
+    case TFAB_ACT_Q8X:
+        tfab_kern_best()->quantize_q8x(x, dst, n);
+        break;
+    default:
+        memcpy(dst, x, n * sizeof(float));
         break;
     }
 }

@@ -44,6 +44,11 @@ tfab_act_kind_t tfab_kern_act_kind(tfab_dtype_t type)
     return type == TFAB_DTYPE_Q8_0 || type == TFAB_DTYPE_Q4_0 ? TFAB_ACT_Q8_0 : TFAB_ACT_F32;
 }
 
+tfab_act_kind_t tfab_kern_gemm_act(tfab_dtype_t type)
+{
+    return type == TFAB_DTYPE_Q8_0 ? TFAB_ACT_Q8X : tfab_kern_act_kind(type);
+}
+
 int tfab_kern_supported(tfab_dtype_t type)
 {
     return type == TFAB_DTYPE_F32 || type == TFAB_DTYPE_F16 || type == TFAB_DTYPE_BF16 ||

@@ -153,13 +153,48 @@ AVX2 static float dot_q4_0(size_t n, const void *w, const void *x)
     return hsum256(_mm256_add_ps(s0, s1));
 }
 
+/* q8_0 weights x Q8X activations: one 8-lane accumulator per output, blocks in order */
+AVX2 static float dot_q8x(size_t n, const tfab_block_q8_0_t *a, const uint8_t *xq, const float *xd)
+{
+    __m256 s = _mm256_setzero_ps();
+    for (size_t i = 0; i < n / TFAB_QK; i++) {
+        __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(xq + i * TFAB_QK)),
+                                     _mm256_set1_epi8((char)0x80));
+        __m256  d = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(a[i].d)), _mm256_loadu_ps(xd + i * 8));
+        s = _mm256_fmadd_ps(d, mul_sum_i8(_mm256_loadu_si256((const __m256i *)a[i].qs), x), s);
+    }
+    return hsum256(s);
+}
+
+AVX2 void tfab_gemm_q8x_avx2(const tfab_gemm_args_t *a)
+{
+    size_t np = (a->n + 63) / 64 * 64;
+    for (uint32_t t = 0; t < a->n_tok; t++) {
+        const uint8_t *xq = (const uint8_t *)a->x + (size_t)t * a->x_stride;
+        for (uint32_t r = 0; r < a->rows; r++)
+            a->out[(size_t)t * a->out_ld + r] =
+                dot_q8x(a->n, (const void *)((const uint8_t *)a->w + (size_t)r * a->w_stride), xq,
+                        (const float *)(xq + np));
+    }
+}
+
+TFAB_GEMM_BY_DOT(gemm_f32, dot_f32, NULL)
+TFAB_GEMM_BY_DOT(gemm_f16, dot_f16, NULL)
+TFAB_GEMM_BY_DOT(gemm_bf16, dot_bf16, NULL)
+TFAB_GEMM_BY_DOT(gemm_q4_0, dot_q4_0, NULL)
+
 void tfab_kern_fill_avx2(tfab_kern_t *k)
 {
-    k->isa                  = TFAB_ISA_AVX2;
-    k->name                 = "avx2";
-    k->dot[TFAB_DTYPE_F32]  = dot_f32;
-    k->dot[TFAB_DTYPE_F16]  = dot_f16;
-    k->dot[TFAB_DTYPE_BF16] = dot_bf16;
-    k->dot[TFAB_DTYPE_Q8_0] = dot_q8_0;
-    k->dot[TFAB_DTYPE_Q4_0] = dot_q4_0;
+    k->gemm[TFAB_DTYPE_F32]  = gemm_f32;
+    k->gemm[TFAB_DTYPE_F16]  = gemm_f16;
+    k->gemm[TFAB_DTYPE_BF16] = gemm_bf16;
+    k->gemm[TFAB_DTYPE_Q8_0] = tfab_gemm_q8x_avx2;
+    k->gemm[TFAB_DTYPE_Q4_0] = gemm_q4_0;
+    k->isa                   = TFAB_ISA_AVX2;
+    k->name                  = "avx2";
+    k->dot[TFAB_DTYPE_F32]   = dot_f32;
+    k->dot[TFAB_DTYPE_F16]   = dot_f16;
+    k->dot[TFAB_DTYPE_BF16]  = dot_bf16;
+    k->dot[TFAB_DTYPE_Q8_0]  = dot_q8_0;
+    k->dot[TFAB_DTYPE_Q4_0]  = dot_q4_0;
 }

@@ -492,6 +492,9 @@ DOT4_DECL(dot4_bf16)
     }
 }
 
+TFAB_GEMM_BY_DOT(gemm_q4_0, dot_q4_0, NULL)
+TFAB_GEMM_BY_DOT(gemm_q4_0_vnni, dot_q4_0_vnni, dot4_q4_0_vnni)
+
 void tfab_kern_fill_avx512(tfab_kern_t *k, int vnni)
 {
     k->isa                   = TFAB_ISA_AVX512;
@@ -513,4 +516,6 @@ void tfab_kern_fill_avx512(tfab_kern_t *k, int vnni)
         k->dot4[TFAB_DTYPE_Q8_0] = dot4_q8_0_vnni;
         k->dot4[TFAB_DTYPE_Q4_0] = dot4_q4_0_vnni;
     }
+    k->gemm[TFAB_DTYPE_Q4_0] = vnni ? gemm_q4_0_vnni : gemm_q4_0;
+    tfab_kern_fill_gemm_avx512(k, vnni);
 }

@@ -64,13 +64,50 @@ static float dot_q4_0(size_t n, const void *w, const void *x)
     return s;
 }
 
+/* q8_0 weights x Q8X activations: per block the exact integer sum, then s += (dw * dx) * sum
+ * in block order (dw * dx of two halves is exact in f32). */
+static float dot_q8x(size_t n, const tfab_block_q8_0_t *a, const uint8_t *xq, const float *xd)
+{
+    float s = 0;
+    for (size_t blk = 0; blk < n / TFAB_QK; blk++) {
+        int32_t acc = 0;
+        for (int j = 0; j < TFAB_QK; j++)
+            acc += a[blk].qs[j] * (xq[blk * TFAB_QK + j] - 128);
+        s += (float)acc * (tfab_f16_to_f32(a[blk].d) * xd[blk * 8]);
+    }
+    return s;
+}
+
+void tfab_gemm_q8x_scalar(const tfab_gemm_args_t *a)
+{
+    size_t np = (a->n + 63) / 64 * 64;
+    for (uint32_t t = 0; t < a->n_tok; t++) {
+        const uint8_t *xq = (const uint8_t *)a->x + (size_t)t * a->x_stride;
+        for (uint32_t r = 0; r < a->rows; r++)
+            a->out[(size_t)t * a->out_ld + r] =
+                dot_q8x(a->n, (const void *)((const uint8_t *)a->w + (size_t)r * a->w_stride), xq,
+                        (const float *)(xq + np));
+    }
+}
+
+TFAB_GEMM_BY_DOT(gemm_f32, dot_f32, NULL)
+TFAB_GEMM_BY_DOT(gemm_f16, dot_f16, NULL)
+TFAB_GEMM_BY_DOT(gemm_bf16, dot_bf16, NULL)
+TFAB_GEMM_BY_DOT(gemm_q4_0, dot_q4_0, NULL)
+
 void tfab_kern_fill_scalar(tfab_kern_t *k)
 {
-    k->isa                  = TFAB_ISA_SCALAR;
-    k->name                 = "scalar";
-    k->dot[TFAB_DTYPE_F32]  = dot_f32;
-    k->dot[TFAB_DTYPE_F16]  = dot_f16;
-    k->dot[TFAB_DTYPE_BF16] = dot_bf16;
-    k->dot[TFAB_DTYPE_Q8_0] = dot_q8_0;
-    k->dot[TFAB_DTYPE_Q4_0] = dot_q4_0;
+    k->gemm[TFAB_DTYPE_F32]  = gemm_f32;
+    k->gemm[TFAB_DTYPE_F16]  = gemm_f16;
+    k->gemm[TFAB_DTYPE_BF16] = gemm_bf16;
+    k->gemm[TFAB_DTYPE_Q8_0] = tfab_gemm_q8x_scalar;
+    k->gemm[TFAB_DTYPE_Q4_0] = gemm_q4_0;
+    k->quantize_q8x          = tfab_quantize_q8x_scalar;
+    k->isa                   = TFAB_ISA_SCALAR;
+    k->name                  = "scalar";
+    k->dot[TFAB_DTYPE_F32]   = dot_f32;
+    k->dot[TFAB_DTYPE_F16]   = dot_f16;
+    k->dot[TFAB_DTYPE_BF16]  = dot_bf16;
+    k->dot[TFAB_DTYPE_Q8_0]  = dot_q8_0;
+    k->dot[TFAB_DTYPE_Q4_0]  = dot_q4_0;
 }

@@ -14,7 +14,8 @@
 #include "threads.h"
 
 #define MOD           "model"
-#define ROWS_PER_TASK 16
+#define ROWS_PER_TASK 16 /* prefill: blocks of 16 rows x all tokens balance well */
+#define DECODE_TASKS  8  /* decode: each matrix in 8 contiguous parts (long streams per thread) */
 #define MAX_DIM       (1u << 20)
 #define MAX_ARENAS    16
 
@@ -23,9 +24,8 @@ typedef struct weight {
     tfab_dtype_t    type;
     uint32_t        rows, cols;
     size_t          row_bytes;
-    tfab_dot_fn_t   dot;
-    tfab_dot4_fn_t  dot4; /* NULL: dot per token */
-    tfab_act_kind_t act;
+    tfab_gemm_fn_t  gemm; /* every matmul block, decode and prefill alike: batch-invariant */
+    tfab_act_kind_t act;  /* activation format of gemm */
 } weight_t;
 
 typedef struct layer {
@@ -53,7 +53,7 @@ struct tfab_model {
     float                         *att;       /* [n_batch][n_head * head_dim] */
     float                         *gate, *up; /* [n_batch][n_ff] */
     float                         *tmp;       /* [n_batch][n_embd] */
-    tfab_block_q8_0_t             *xq;        /* [n_batch][max(n_embd, q_dim, n_ff) / 32] */
+    tfab_block_q8_0_t             *xq;        /* [n_batch] gemm activation rows, see matmul */
     float                         *scores;    /* [n_head][n_ctx] */
     float                         *rope_cs;   /* [n_batch][head_dim / 2][2] cos, sin */
     float                         *small;     /* norm and bias copies */
@@ -130,9 +130,8 @@ static tfab_status_t load_weight(tfab_model_t *m, const char *name, uint32_t row
     w->rows      = rows;
     w->cols      = cols;
     w->row_bytes = rb;
-    w->dot       = m->kern->dot[t.type];
-    w->dot4      = m->kern->dot4[t.type];
-    w->act       = tfab_kern_act_kind(t.type);
+    w->gemm      = m->kern->gemm[t.type];
+    w->act       = tfab_kern_gemm_act(t.type);
     return TFAB_OK;
 }
 
@@ -361,8 +360,11 @@ static tfab_status_t alloc_buffers(tfab_model_t *m)
     m->gate    = alloc_floats(m, nb * c->n_ff, &st);
     m->up      = alloc_floats(m, nb * c->n_ff, &st);
     m->tmp     = alloc_floats(m, nb * c->n_embd, &st);
-    m->xq =
-        alloc_floats(m, nb * widest / TFAB_QK * sizeof(tfab_block_q8_0_t) / sizeof(float) + 1, &st);
+    size_t act_row =
+        tfab_act_row_bytes(TFAB_ACT_Q8X, widest) > tfab_act_row_bytes(TFAB_ACT_F32, widest)
+            ? tfab_act_row_bytes(TFAB_ACT_Q8X, widest)
+            : tfab_act_row_bytes(TFAB_ACT_F32, widest);
+    m->xq      = alloc_floats(m, nb * act_row / sizeof(float), &st);
     m->scores  = alloc_floats(m, (size_t)c->n_head * m->n_ctx, &st);
     m->rope_cs = alloc_floats(m, nb * c->head_dim, &st);
     if (st != TFAB_OK) {
@@ -522,10 +524,11 @@ const char *tfab_model_kernels(const tfab_model_t *m)
 /* One matmul: out[i][r] = dot(W row r, act row i) for the rows of W and the n tokens. */
 typedef struct mm_op {
     const weight_t *w;
-    const void     *act;       /* f32 rows or q8_0 rows, per w->act */
+    const void     *act;       /* activation rows in w->act's format */
     size_t          act_bytes; /* stride between token rows */
     float          *out;
-    size_t          out_ld; /* floats between token rows of out */
+    size_t          out_ld;        /* floats between token rows of out */
+    uint32_t        rows_per_task; /* weight rows per parallel_for task */
 } mm_op_t;
 
 typedef struct mm_job {
@@ -541,25 +544,20 @@ static void mm_task(size_t task, void *arg)
     unsigned        o   = 0;
     while (task >= job->first_task[o + 1])
         o++;
-    const mm_op_t  *op = &job->ops[o];
-    const weight_t *w  = op->w;
-    uint32_t        r0 = (uint32_t)(task - job->first_task[o]) * ROWS_PER_TASK;
-    uint32_t        r1 = r0 + ROWS_PER_TASK < w->rows ? r0 + ROWS_PER_TASK : w->rows;
-    for (uint32_t r = r0; r < r1; r++) {
-        const uint8_t *row = w->data + (size_t)r * w->row_bytes;
-        uint32_t       i   = 0;
-        if (w->dot4) /* prefill: each weight row is read and converted once per 4 tokens */
-            for (; i + 4 <= job->n_tok; i += 4) {
-                float res[4];
-                w->dot4(w->cols, row, (const uint8_t *)op->act + (size_t)i * op->act_bytes,
-                        op->act_bytes, res);
-                for (int k = 0; k < 4; k++)
-                    op->out[(size_t)(i + k) * op->out_ld + r] = res[k];
-            }
-        for (; i < job->n_tok; i++)
-            op->out[(size_t)i * op->out_ld + r] =
-                w->dot(w->cols, row, (const uint8_t *)op->act + (size_t)i * op->act_bytes);
-    }
+    const mm_op_t   *op = &job->ops[o];
+    const weight_t  *w  = op->w;
+    uint32_t         r0 = (uint32_t)(task - job->first_task[o]) * op->rows_per_task;
+    uint32_t         r1 = r0 + op->rows_per_task < w->rows ? r0 + op->rows_per_task : w->rows;
+    tfab_gemm_args_t a  = {.n        = w->cols,
+                           .w        = w->data + (size_t)r0 * w->row_bytes,
+                           .w_stride = w->row_bytes,
+                           .rows     = r1 - r0,
+                           .x        = op->act,
+                           .x_stride = op->act_bytes,
+                           .n_tok    = job->n_tok,
+                           .out      = op->out + r0,
+                           .out_ld   = op->out_ld};
+    w->gemm(&a);
 }
 
 typedef struct fwd {
@@ -568,29 +566,49 @@ typedef struct fwd {
     uint32_t      n, pos, layer;
 } fwd_t;
 
-/* Quantize n rows of cols floats for the q8_0 kernels (when any weight of the group needs it). */
-static void quantize_rows(tfab_model_t *m, const float *x, uint32_t n, uint32_t cols, size_t ld)
+typedef struct quant_job {
+    tfab_act_kind_t kind;
+    const float    *x;
+    size_t          ld, row_bytes;
+    uint32_t        cols;
+    uint8_t        *dst;
+} quant_job_t;
+
+static void quant_task(size_t i, void *arg)
 {
-    for (uint32_t i = 0; i < n; i++)
-        tfab_quantize_q8_0(x + (size_t)i * ld, m->xq + (size_t)i * (cols / TFAB_QK), cols);
+    const quant_job_t *q = arg;
+    tfab_quantize_act(q->kind, q->x + i * q->ld, q->dst + i * q->row_bytes, q->cols);
 }
 
-static void add_op(mm_job_t *job, tfab_model_t *m, const weight_t *w, const float *x, size_t x_ld,
-                   float *out, size_t out_ld)
+/* Convert n rows of cols floats into m->xq in the gemm's activation format kind, a row per
+ * task (per-row work: the result does not depend on how rows are spread over threads). */
+static void quantize_rows(fwd_t *f, tfab_act_kind_t kind, const float *x, uint32_t cols, size_t ld)
 {
-    mm_op_t *op = &job->ops[job->n_ops];
-    op->w       = w;
-    if (w->act == TFAB_ACT_Q8_0) {
-        op->act       = m->xq;
-        op->act_bytes = (size_t)(w->cols / TFAB_QK) * sizeof(tfab_block_q8_0_t);
-    } else {
-        op->act       = x;
-        op->act_bytes = x_ld * sizeof(float);
+    quant_job_t q = {.kind      = kind,
+                     .x         = x,
+                     .ld        = ld,
+                     .row_bytes = tfab_act_row_bytes(kind, cols),
+                     .cols      = cols,
+                     .dst       = (uint8_t *)f->m->xq};
+    f->m->parallel_for(f->pctx, f->n, quant_task, &q);
+}
+
+static void add_op(mm_job_t *job, tfab_model_t *m, const weight_t *w, float *out, size_t out_ld)
+{
+    mm_op_t *op   = &job->ops[job->n_ops];
+    op->w         = w;
+    op->act       = m->xq;
+    op->act_bytes = tfab_act_row_bytes(w->act, w->cols);
+    op->out       = out;
+    op->out_ld    = out_ld;
+    /* how rows are split over tasks never changes a result (gemm's contract), only speed */
+    op->rows_per_task = ROWS_PER_TASK;
+    if (job->n_tok <= 2) {
+        uint32_t part     = (w->rows + DECODE_TASKS - 1) / DECODE_TASKS;
+        op->rows_per_task = part > ROWS_PER_TASK ? (part + 15) / 16 * 16 : ROWS_PER_TASK;
     }
-    op->out    = out;
-    op->out_ld = out_ld;
     job->first_task[job->n_ops + 1] =
-        job->first_task[job->n_ops] + (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+        job->first_task[job->n_ops] + (w->rows + op->rows_per_task - 1) / op->rows_per_task;
     job->n_ops++;
 }
 
@@ -599,17 +617,24 @@ static void matmul(fwd_t *f, const float *x, size_t x_ld, const weight_t *w0, fl
                    const weight_t *w1, float *o1, size_t ld1, const weight_t *w2, float *o2,
                    size_t ld2)
 {
-    tfab_model_t *m   = f->m;
-    mm_job_t      job = {.n_tok = f->n};
-    int           q8  = w0->act == TFAB_ACT_Q8_0 || (w1 && w1->act == TFAB_ACT_Q8_0) ||
-             (w2 && w2->act == TFAB_ACT_Q8_0);
-    if (q8)
-        quantize_rows(m, x, f->n, w0->cols, x_ld);
-    add_op(&job, m, w0, x, x_ld, o0, ld0);
+    tfab_model_t   *m   = f->m;
+    mm_job_t        job = {.n_tok = f->n};
+    tfab_act_kind_t q   = w0->act;
+    if ((w1 && w1->act != q) || (w2 && w2->act != q)) {
+        /* mixed activation formats share m->xq: one matmul per weight */
+        matmul(f, x, x_ld, w0, o0, ld0, NULL, NULL, 0, NULL, NULL, 0);
+        if (w1)
+            matmul(f, x, x_ld, w1, o1, ld1, NULL, NULL, 0, NULL, NULL, 0);
+        if (w2)
+            matmul(f, x, x_ld, w2, o2, ld2, NULL, NULL, 0, NULL, NULL, 0);
+        return;
+    }
+    quantize_rows(f, q, x, w0->cols, x_ld);
+    add_op(&job, m, w0, o0, ld0);
     if (w1)
-        add_op(&job, m, w1, x, x_ld, o1, ld1);
+        add_op(&job, m, w1, o1, ld1);
     if (w2)
-        add_op(&job, m, w2, x, x_ld, o2, ld2);
+        add_op(&job, m, w2, o2, ld2);
     m->parallel_for(f->pctx, job.first_task[job.n_ops], mm_task, &job);
 }
 

@@ -195,12 +195,121 @@ static void test_dots(void **state)
     assert_non_null(tfab_kern_best());
 }
 
+/* every gemm against the double reference, and its batch invariance: a block of rows x tokens
+ * gives bitwise the values of 1 x 1 calls, whatever the block shape */
+static void test_gemm(void **state)
+{
+    static const tfab_dtype_t types[] = {TFAB_DTYPE_F32, TFAB_DTYPE_F16, TFAB_DTYPE_BF16,
+                                         TFAB_DTYPE_Q8_0, TFAB_DTYPE_Q4_0};
+    static const size_t       lens[]  = {32, 96, 1056, 2080};
+    static const uint32_t     ntoks[] = {1, 2, 3, 7, 13, 50};
+    const uint32_t            rows    = 19;
+    for (int isa = 0; isa < TFAB_ISA_COUNT; isa++) {
+        const tfab_kern_t *k = tfab_kern_get((tfab_isa_t)isa);
+        if (k == NULL)
+            continue;
+        for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++)
+            for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+                tfab_dtype_t t = types[ti];
+                size_t   n = lens[li] - (tfab_kern_gemm_act(t) == TFAB_ACT_F32 && li == 2 ? 8 : 0);
+                uint64_t rb;
+                tfab_act_kind_t ak = tfab_kern_gemm_act(t);
+                size_t          xb = tfab_act_row_bytes(ak, n);
+                uint32_t        nt = 50;
+                assert_int_equal(tfab_dtype_bytes(t, n, &rb), TFAB_OK);
+                float   *wf = malloc(n * 4), *xf = malloc(n * 4 * nt);
+                uint8_t *w = malloc(rb * rows), *x = malloc(xb * nt);
+                float   *out = malloc(sizeof(float) * rows * nt), one;
+                for (uint32_t r = 0; r < rows; r++) {
+                    for (size_t i = 0; i < n; i++)
+                        wf[i] = frand();
+                    encode_row(t, wf, w + r * rb, n);
+                }
+                for (uint32_t j = 0; j < nt; j++) {
+                    for (size_t i = 0; i < n; i++)
+                        xf[j * n + i] = frand() * 2.0f;
+                    tfab_quantize_act(ak, xf + j * n, x + j * xb, n);
+                }
+                for (size_t ni = 0; ni < sizeof(ntoks) / sizeof(ntoks[0]); ni++) {
+                    uint32_t         m = ntoks[ni];
+                    tfab_gemm_args_t a = {n, w, rb, rows, x, xb, m, out, rows};
+                    k->gemm[t](&a);
+                    for (uint32_t j = 0; j < m; j++)
+                        for (uint32_t r = 0; r < rows; r++) {
+                            tfab_gemm_args_t b = {n, w + r * rb, rb, 1, x + j * xb, xb, 1, &one, 1};
+                            k->gemm[t](&b);
+                            if (one != out[j * rows + r]) {
+                                print_error("%s %s n=%zu: %u tokens, row %u token %u: %.9g "
+                                            "alone, %.9g in the block\n",
+                                            k->name, tfab_dtype_name(t), n, m, r, j, one,
+                                            out[j * rows + r]);
+                                fail();
+                            }
+                        }
+                }
+                /* values: against the double reference on the dequantized operands */
+                for (uint32_t j = 0; j < nt; j += 7)
+                    for (uint32_t r = 0; r < rows; r += 5) {
+                        tfab_block_q8_0_t *xq = malloc(n / 32 * sizeof(*xq));
+                        tfab_quantize_q8_0(xf + j * n, xq, n);
+                        double mag, want = ref_dot(t, n, w + r * rb, xf + j * n, xq, &mag);
+                        free(xq);
+                        if (fabs(out[j * rows + r] - want) > 2e-6 * mag + 1e-6) {
+                            print_error("%s %s gemm n=%zu: got %.9g want %.9g\n", k->name,
+                                        tfab_dtype_name(t), n, out[j * rows + r], want);
+                            fail();
+                        }
+                    }
+                free(wf);
+                free(xf);
+                free(w);
+                free(x);
+                free(out);
+            }
+    }
+}
+
+/* every ISA's Q8X quantization writes the bytes of the scalar one (ties round to even) */
+static void test_quantize_q8x(void **state)
+{
+    const size_t n = 224, np = 256, bytes = tfab_act_row_bytes(TFAB_ACT_Q8X, n);
+    float        x[224];
+    assert_int_equal(bytes, 2 * np);
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand() * 5.0f;
+    for (size_t i = 0; i < 32; i++) /* block 0: amax 127, so q = round(x): halves are ties */
+        x[i] = i == 0 ? 127.0f : (float)((int)i - 16) + 0.5f;
+    for (size_t i = 32; i < 64; i++)
+        x[i] = 0.0f; /* an all-zero block: d = 0 */
+    uint8_t *want = malloc(bytes), *got = malloc(bytes);
+    tfab_quantize_q8x_scalar(x, want, n);
+    /* stored as q + 128: 127 -> 255; -14.5 and -13.5 -> -14; -12.5 -> -12; 1.5, 2.5 -> 2 */
+    assert_int_equal(want[0], 255);
+    assert_int_equal(want[1], 114);
+    assert_int_equal(want[2], 114);
+    assert_int_equal(want[3], 116);
+    assert_int_equal(want[17], 130);
+    assert_int_equal(want[18], 130);
+    assert_int_equal(want[40], 128);
+    assert_true(((float *)(want + np))[0] == 1.0f && ((float *)(want + np))[8] == 0.0f);
+    for (int isa = 0; isa < TFAB_ISA_COUNT; isa++) {
+        const tfab_kern_t *k = tfab_kern_get((tfab_isa_t)isa);
+        if (k == NULL)
+            continue;
+        memset(got, 0xee, bytes);
+        k->quantize_q8x(x, got, n);
+        assert_memory_equal(got, want, bytes);
+    }
+    free(want);
+    free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_f16),
-        cmocka_unit_test(test_quantize),
-        cmocka_unit_test(test_dots),
+        cmocka_unit_test(test_f16),          cmocka_unit_test(test_quantize),
+        cmocka_unit_test(test_dots),         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_quantize_q8x),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

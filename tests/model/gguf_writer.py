@@ -162,3 +162,52 @@ class GGUFWriter:
     def write(self, path):
         with open(path, "wb") as f:
             f.write(self.to_bytes())
+
+
+def read_kvs(path):
+    """The metadata of a GGUF file as a list of (key, type, value, elem_type), in the form
+    GGUFWriter.add takes (e.g. to copy a vocabulary's tokenizer.* keys into a new file)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"GGUF":
+        raise ValueError("%s: not a GGUF file" % path)
+    version, n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
+    pos = 24
+
+    def rd_str():
+        nonlocal pos
+        (n,) = struct.unpack_from("<Q", data, pos)
+        s = data[pos + 8:pos + 8 + n]
+        pos += 8 + n
+        return s.decode("utf-8", "surrogateescape")
+
+    def rd_val(vt):
+        nonlocal pos
+        if vt == STRING:
+            return rd_str()
+        if vt == ARRAY:
+            et, n = struct.unpack_from("<IQ", data, pos)
+            pos += 12
+            if et in _SCALAR:  # fast path for numeric arrays
+                fmt = _SCALAR[et]
+                size = struct.calcsize(fmt)
+                vals = list(struct.unpack_from("<%d%s" % (n, fmt[1]), data, pos))
+                pos += n * size
+                return (et, vals)
+            return (et, [rd_val(et) for _ in range(n)])
+        fmt = _SCALAR[vt]
+        (v,) = struct.unpack_from(fmt, data, pos)
+        pos += struct.calcsize(fmt)
+        return v
+
+    out = []
+    for _ in range(n_kv):
+        key = rd_str()
+        (vt,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        v = rd_val(vt)
+        if vt == ARRAY:
+            out.append((key, vt, v[1], v[0]))
+        else:
+            out.append((key, vt, v, None))
+    return out

@@ -1,14 +1,22 @@
 """make_bench_model.py - writes a random-weight llama GGUF for the decode benchmark (fast: the
 quantized blocks are generated directly, not quantized). Usage: make_bench_model.py OUT TYPE
-[n_layer] with TYPE f16 | bf16 | q8_0 | q4_0 | f32."""
+[n_layer] [--vocab GGUF] with TYPE f16 | bf16 | q8_0 | q4_0 | f32. --vocab copies the tokenizer.*
+metadata of a vocab-only GGUF with 32000 tokens (e.g. llama.cpp's models/ggml-vocab-llama-spm.gguf)
+so that llama.cpp loads the file too."""
 import sys
 
 import numpy as np
 
 import gguf_writer as gw
 
-out, tname = sys.argv[1], sys.argv[2]
-n_layer = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+args = sys.argv[1:]
+vocab = None
+if "--vocab" in args:
+    i = args.index("--vocab")
+    vocab = args[i + 1]
+    del args[i:i + 2]
+out, tname = args[0], args[1]
+n_layer = int(args[2]) if len(args) > 2 else 4
 D, F, H, KV, V = 2048, 5632, 16, 4, 32000
 types = {"f32": gw.GGML_F32, "f16": gw.GGML_F16, "bf16": gw.GGML_BF16, "q8_0": gw.GGML_Q8_0,
          "q4_0": gw.GGML_Q4_0}
@@ -41,6 +49,15 @@ for k, v in [("context_length", 4096), ("embedding_length", D), ("block_count", 
              ("attention.head_count_kv", KV)]:
     w.add_u32("llama." + k, v)
 w.add_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+w.add_u32("llama.rope.dimension_count", D // H)
+w.add_u32("general.file_type", {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "bf16": 32}[tname])
+if vocab:
+    kvs = [kv for kv in gw.read_kvs(vocab) if kv[0].startswith("tokenizer.")]
+    tokens = [kv for kv in kvs if kv[0] == "tokenizer.ggml.tokens"]
+    if not tokens or len(tokens[0][2]) != V:
+        sys.exit("%s: no tokenizer.ggml.tokens of %d entries" % (vocab, V))
+    for kv in kvs:
+        w.add(*kv)
 hd = D // H
 w.add_tensor_raw("token_embd.weight", (V, D), t, raw(V, D))  # tied: also the output matrix
 w.add_tensor("output_norm.weight", np.ones(D, np.float32))

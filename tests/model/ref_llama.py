@@ -62,10 +62,11 @@ MATRICES = ["q", "k", "v", "o", "gate", "up", "down"]
 
 
 def write_gguf(cfg, w, path, wtype=gw.GGML_F32, rope_freqs_tensor=False, drop=None,
-               override=None, alignment=32, version=3):
+               override=None, alignment=32, version=3, extra_kvs=()):
     """Write w as a llama.cpp-convention GGUF; returns the weights as the reader sees them
     (dequantized, HF layout). drop: tensor names to leave out; override: {name: (shape, type,
-    raw)} to write instead."""
+    raw)} to write instead; extra_kvs: (key, type, value, elem_type) metadata to add (e.g. a
+    vocabulary's tokenizer.* keys from gguf_writer.read_kvs)."""
     drop, override = drop or set(), override or {}
     arch = "llama" if cfg.arch == "llama" else cfg.arch
     f = gw.GGUFWriter(alignment=alignment, version=version)
@@ -87,6 +88,8 @@ def write_gguf(cfg, w, path, wtype=gw.GGML_F32, rope_freqs_tensor=False, drop=No
         f.add_f32(arch + ".rope.scaling.high_freq_factor", s["high_freq_factor"])
         f.add_u32(arch + ".rope.scaling.original_context_length",
                   s["original_max_position_embeddings"])
+    for kv in extra_kvs:
+        f.add(*kv)
     seen = {}
     permute = cfg.arch in ("llama", "mistral")
 
@@ -262,13 +265,15 @@ def llama3_factors(cfg):
 
 
 def q8_act(x):
-    """Activation quantization of the q8_0/q4_0 kernels (ggml quantize_row_q8_0_ref in f32)."""
+    """Activation quantization of the q8_0/q4_0 kernels in f32 (llama.cpp's x86 rule:
+    q = round-half-even(x * (127 / amax)), d = amax / 127 as f16)."""
     a = x.detach().to(torch.float32).numpy().reshape(-1, 32)
     amax = np.abs(a).max(axis=1).astype(np.float32)
     d = (amax / np.float32(127)).astype(np.float32)
-    inv = np.where(d != 0, np.float32(1) / np.where(d != 0, d, np.float32(1)), 0).astype(np.float32)
+    inv = np.where(amax != 0, np.float32(127) / np.where(amax != 0, amax, np.float32(1)),
+                   0).astype(np.float32)
     v = (a * inv[:, None]).astype(np.float32)
-    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    q = np.rint(v)
     deq = q * d.astype(np.float16).astype(np.float32)[:, None]
     return torch.from_numpy(deq.reshape(x.shape).astype(np.float64))
 

@@ -116,6 +116,22 @@ for tname, t, tol, tol_f32 in [("f16", gw.GGML_F16, 1e-4, 2e-2), ("bf16", gw.GGM
     if t == gw.GGML_Q4_0:
         check_decode("gguf q4_0", path)
 
+# ---- batch invariance of every weight type ---------------------------------------------------
+# Shapes that reach every edge of the gemm kernels: 70 tokens (token blocks of 48, tiles of 6 and
+# 4), a vocabulary of 301 rows (row groups of 4 and 16), n_ff > 1024 (k panels) with a partial
+# 16-element step (float types: 1048) or an odd block count (q8_0/q4_0: 1056 = 33 blocks).
+for tname, t in [("f32", gw.GGML_F32), ("f16", gw.GGML_F16), ("bf16", gw.GGML_BF16),
+                 ("q8_0", gw.GGML_Q8_0), ("q4_0", gw.GGML_Q4_0)]:
+    quant = t in (gw.GGML_Q8_0, gw.GGML_Q4_0)
+    cfg = R.Config("llama", n_vocab=301, n_embd=96 if quant else 72, n_head=4, n_head_kv=2,
+                   n_ff=1056 if quant else 1048)
+    path = os.path.join(TMP, "inv_%s.gguf" % tname)
+    R.write_gguf(cfg, R.make_weights(cfg, seed=35), path, wtype=t)
+    r = subprocess.run([DECODE, path, "70"], capture_output=True, text=True)
+    print("%-44s %s" % ("gguf %s batch invariance" % tname, r.stdout.strip() or r.stderr.strip()))
+    if r.returncode != 0:
+        failures.append(tname + " batch invariance")
+
 # ---- GGUF loader errors ------------------------------------------------------------------
 cfg = R.Config("llama")
 w = R.make_weights(cfg, seed=40)

@@ -39,3 +39,13 @@ foreach(f gguf safetensors)
   set_tests_properties(fuzz_${f} PROPERTIES LABELS fuzz TIMEOUT 120)
 endforeach()
 set_tests_properties(perf_decode PROPERTIES RUN_SERIAL TRUE) # benchmarks run alone
+
+# peer: llama.cpp built from the npm-bundled source (tools/llama_cpp.sh, ~7 min on 2 cores, then
+# cached in $TFAB_LLAMA_CACHE or BUILD/llama-cache) once, as a fixture, for the tests that compare
+# against it
+add_test(NAME peer_llama_cpp_build
+         COMMAND bash -c "exec bash \"$TFAB_SOURCE/tools/llama_cpp.sh\" build \"\${TFAB_LLAMA_CACHE:-$TFAB_BUILD/llama-cache}\"")
+set_tests_properties(peer_llama_cpp_build PROPERTIES LABELS peer TIMEOUT 2400
+                     FIXTURES_SETUP llama_cpp ENVIRONMENT "${TFAB_TEST_ENV}")
+tfab_script_test(peer_llama_greedy peer 300 model/t_model_py.sh t_peer_llama.py)
+set_tests_properties(peer_llama_greedy PROPERTIES FIXTURES_REQUIRED llama_cpp)
