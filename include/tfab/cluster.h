@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <tfab/status.h>
+#include <tfab/topology.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -17,21 +18,25 @@ extern "C" {
 
 typedef struct tfab_cluster_rank {
     char     address[80];            /* "ip:port" this rank listens on */
-    uint32_t layer_begin, layer_end; /* both 0: not given (split evenly) */
-    int      line;                   /* where it was defined */
+    uint32_t layer_begin, layer_end; /* both 0: not given (placed by memory) */
+    uint64_t mem;                    /* bytes this rank may use for the model; 0: not given
+                                        (its free memory, reported when it joins) */
+    char host[64];                   /* its host in the topology file ("" if none) */
+    int  line;                       /* where it was defined */
 } tfab_cluster_rank_t;
 
 /* A parsed cluster file (format in README "Cluster file"). */
 typedef struct tfab_cluster {
-    char                name[256];    /* the file, for messages */
-    char                token[128];   /* cluster secret ("" if not given) */
-    char                model[512];   /* model path on the coordinator ("" if not given) */
-    uint32_t            chunk;        /* prefill chunk in tokens (default 32) */
-    uint32_t            heartbeat_ms; /* node heartbeat interval (default 200) */
-    uint32_t            dead_ms;      /* a node silent this long is dead (default 2000) */
-    uint32_t            join_s;       /* how long the coordinator waits for nodes (default 60) */
-    char                backend[16];  /* "tcp" (default) or "verbs" */
-    unsigned            n_ranks;      /* rank 0 = coordinator */
+    char                name[256];     /* the file, for messages */
+    char                token[128];    /* cluster secret ("" if not given) */
+    char                model[512];    /* model path on the coordinator ("" if not given) */
+    uint32_t            chunk;         /* prefill chunk in tokens (default 32) */
+    uint32_t            heartbeat_ms;  /* node heartbeat interval (default 200) */
+    uint32_t            dead_ms;       /* a node silent this long is dead (default 2000) */
+    uint32_t            join_s;        /* how long the coordinator waits for nodes (default 60) */
+    char                backend[16];   /* "tcp" (default) or "verbs" */
+    char                topology[512]; /* topology file ranking the links ("" if none) */
+    unsigned            n_ranks;       /* rank 0 = coordinator */
     tfab_cluster_rank_t ranks[TFAB_CLUSTER_MAX_RANKS];
 } tfab_cluster_t;
 
@@ -49,6 +54,48 @@ TFAB_API tfab_status_t tfab_cluster_load(const char *path, tfab_cluster_t *clust
  * err) when set but malformed. which_p names the variable used. */
 TFAB_API int tfab_cluster_env_rank(int *rank_p, int *size_p, const char **which_p, char *err,
                                    size_t err_len);
+
+/* ---- placement ---------------------------------------------------------------------------- */
+
+/* What placement needs to know of a model: bytes per layer (weights) and KV cache per layer. */
+typedef struct tfab_plan_model {
+    char      path[512];
+    uint32_t  n_layer, n_embd, n_vocab, n_ctx;
+    uint64_t *layer_bytes; /* [n_layer] weights of blk.L.* */
+    uint64_t  kv_layer;    /* KV cache bytes per layer at n_ctx (f32 keys and values) */
+    uint64_t  first_bytes; /* token embeddings (first stage) */
+    uint64_t  last_bytes;  /* output norm and head (last stage; the embeddings when tied) */
+} tfab_plan_model_t;
+
+/* Read the sizes from a GGUF file's tensor table (no weight page is touched); n_ctx 0: the
+ * model's, at most 4096. Free with tfab_plan_model_free. Errors name the file. */
+TFAB_API tfab_status_t tfab_plan_model_read(const char *path, uint32_t n_ctx,
+                                            tfab_plan_model_t *model, char *err, size_t err_len);
+TFAB_API void          tfab_plan_model_free(tfab_plan_model_t *model);
+
+typedef struct tfab_plan {
+    unsigned n;                             /* stages (= ranks) */
+    unsigned order[TFAB_CLUSTER_MAX_RANKS]; /* rank of each stage; order[0] = 0 */
+    uint32_t begin[TFAB_CLUSTER_MAX_RANKS]; /* layers of each stage */
+    uint32_t end[TFAB_CLUSTER_MAX_RANKS];
+    uint64_t need[TFAB_CLUSTER_MAX_RANKS];      /* bytes: weights + KV (+ embeddings/head) */
+    uint64_t mem[TFAB_CLUSTER_MAX_RANKS];       /* bytes available on that rank */
+    char     link[TFAB_CLUSTER_MAX_RANKS][128]; /* stage s -> s + 1; [n - 1]: logits back to 0 */
+    int      link_cost[TFAB_CLUSTER_MAX_RANKS]; /* 0 verbs, 10 tcp, 1000 no path between the
+                                                   hosts, -1 without a topology */
+    uint64_t act_bytes_decode;  /* bytes per generated token on each stage -> stage link */
+    uint64_t act_bytes_prefill; /* bytes per prompt token on each stage -> stage link */
+    uint64_t logits_bytes;      /* bytes per generated token on the logits link */
+    uint64_t weights, kv;       /* totals */
+} tfab_plan_t;
+
+/* Place the model: layer ranges from the cluster file when given, else consecutive ranges in
+ * proportion to each rank's memory (mem_by_rank[r], bytes); the order of the nodes is the one
+ * whose consecutive stages use the best-ranked links of topo (NULL or hosts not named: the
+ * file's order). TFAB_ERR_NOMEM with the numbers in err when the model does not fit. */
+TFAB_API tfab_status_t tfab_plan_make(const tfab_cluster_t *cluster, const tfab_topology_t *topo,
+                                      const tfab_plan_model_t *model, const uint64_t *mem_by_rank,
+                                      uint32_t chunk, tfab_plan_t *plan, char *err, size_t err_len);
 
 /* ---- the pipeline engine ----------------------------------------------------------------- */
 
@@ -71,6 +118,8 @@ TFAB_API tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_p
 TFAB_API void tfab_pipe_destroy(tfab_pipe_t *pipe);
 
 TFAB_API uint32_t tfab_pipe_n_vocab(const tfab_pipe_t *pipe);
+/* The placement, "RANK:[BEGIN,END) -> RANK:[BEGIN,END) ..." in pipeline order, into buf. */
+TFAB_API void     tfab_pipe_stages(const tfab_pipe_t *pipe, char *buf, size_t len);
 TFAB_API uint32_t tfab_pipe_n_ctx(const tfab_pipe_t *pipe);
 
 /* Run tokens at positions pos..pos+n-1 through the pipeline in chunks of the cluster's chunk

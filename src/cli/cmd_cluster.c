@@ -390,7 +390,10 @@ int tfab_cli_run_cluster(int argc, char **argv)
         fprintf(stderr, "\n");
     }
     tfab_pipe_stats_t ps;
+    char              stages[1024];
     tfab_pipe_get_stats(pipe, &ps);
+    tfab_pipe_stages(pipe, stages, sizeof(stages));
+    fprintf(stderr, "tfab run: stages %s\n", stages);
     fprintf(stderr,
             "tfab run: cluster %s, %u ranks, load %.0f ms\n"
             "tfab run: prefill %zu tokens in %.1f ms (%.1f tok/s); decode %zu tokens in %.1f ms "

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <tfab/cluster.h>
+#include <tfab/units.h>
 
 static tfab_status_t fail(char *err, size_t err_len, const char *name, int line, const char *fmt,
                           ...)
@@ -67,11 +68,11 @@ tfab_status_t tfab_cluster_parse(const char *text, size_t len, const char *name,
         char *hash = strchr(buf, '#');
         if (hash)
             *hash = '\0';
-        char *words[8];
+        char *words[10];
         int   nw = 0;
         for (char *save, *w = strtok_r(buf, " \t\r", &save); w;
              w = strtok_r(NULL, " \t\r", &save)) {
-            if (nw == 8)
+            if (nw == 10)
                 return fail(err, err_len, name, line, "too many words");
             words[nw++] = w;
         }
@@ -87,48 +88,67 @@ tfab_status_t tfab_cluster_parse(const char *text, size_t len, const char *name,
                                     "0 and comes first)");
             if (c->n_ranks == TFAB_CLUSTER_MAX_RANKS)
                 return fail(err, err_len, name, line, "more than %d ranks", TFAB_CLUSTER_MAX_RANKS);
-            if (nw != 2 && nw != 4)
-                return fail(err, err_len, name, line, "expected '%s IP:PORT [layers BEGIN-END]'",
-                            key);
+            if (nw < 2 || nw % 2 != 0)
+                return fail(err, err_len, name, line,
+                            "expected '%s IP:PORT [layers BEGIN-END] [mem SIZE] [host NAME]'", key);
             if (!valid_address(words[1]))
                 return fail(err, err_len, name, line, "'%s' is not an IP:PORT address", words[1]);
             tfab_cluster_rank_t *r = &c->ranks[c->n_ranks];
+            memset(r, 0, sizeof(*r));
             for (unsigned i = 0; i < c->n_ranks; i++)
                 if (strcmp(c->ranks[i].address, words[1]) == 0)
                     return fail(err, err_len, name, line, "address %s already used by line %d",
                                 words[1], c->ranks[i].line);
             snprintf(r->address, sizeof(r->address), "%s", words[1]);
-            r->line = line;
-            if (nw == 4) {
-                char    *dash = strchr(words[3], '-');
-                uint32_t b, e;
-                if (strcmp(words[2], "layers") != 0 || dash == NULL)
+            r->line    = line;
+            int layers = 0;
+            for (int w = 2; w < nw; w += 2) {
+                const char *k = words[w], *v = words[w + 1];
+                if (strcmp(k, "mem") == 0) {
+                    if (tfab_size_parse(v, &r->mem) != TFAB_OK || r->mem == 0)
+                        return fail(err, err_len, name, line,
+                                    "mem '%s': a size like 16GiB, 512MiB or 1e9", v);
+                } else if (strcmp(k, "host") == 0) {
+                    if (strlen(v) >= sizeof(r->host))
+                        return fail(err, err_len, name, line, "host name too long");
+                    snprintf(r->host, sizeof(r->host), "%s", v);
+                } else if (strcmp(k, "layers") == 0) {
+                    char     range[64], *dash;
+                    uint32_t b, e;
+                    snprintf(range, sizeof(range), "%s", v);
+                    if ((dash = strchr(range, '-')) == NULL)
+                        return fail(err, err_len, name, line,
+                                    "expected 'layers BEGIN-END', got 'layers %s'", v);
+                    *dash = '\0';
+                    if (parse_u32(range, 0, 1u << 20, &b) || parse_u32(dash + 1, 1, 1u << 20, &e) ||
+                        b >= e)
+                        return fail(err, err_len, name, line,
+                                    "layers '%s': need BEGIN < END (END exclusive)", v);
+                    if (c->n_ranks > 0 && have_layers == 1 &&
+                        c->ranks[c->n_ranks - 1].layer_end != b)
+                        return fail(err, err_len, name, line,
+                                    "layers start at %u but the previous rank (line %d) ends at "
+                                    "%u; stages must be consecutive",
+                                    b, c->ranks[c->n_ranks - 1].line,
+                                    c->ranks[c->n_ranks - 1].layer_end);
+                    if (c->n_ranks == 0 && b != 0)
+                        return fail(err, err_len, name, line,
+                                    "the coordinator's layers must start at 0 (it runs the first "
+                                    "stage)");
+                    r->layer_begin = b;
+                    r->layer_end   = e;
+                    layers         = 1;
+                } else {
                     return fail(err, err_len, name, line,
-                                "expected 'layers BEGIN-END', got '%s %s'", words[2], words[3]);
-                *dash = '\0';
-                if (parse_u32(words[3], 0, 1u << 20, &b) || parse_u32(dash + 1, 1, 1u << 20, &e) ||
-                    b >= e)
-                    return fail(err, err_len, name, line,
-                                "layers '%s-%s': need BEGIN < END (END exclusive)", words[3],
-                                dash + 1);
-                if (c->n_ranks > 0 && have_layers == 1 && c->ranks[c->n_ranks - 1].layer_end != b)
-                    return fail(err, err_len, name, line,
-                                "layers start at %u but the previous rank (line %d) ends at %u; "
-                                "stages must be consecutive",
-                                b, c->ranks[c->n_ranks - 1].line,
-                                c->ranks[c->n_ranks - 1].layer_end);
-                if (c->n_ranks == 0 && b != 0)
-                    return fail(err, err_len, name, line,
-                                "the coordinator's layers must start at 0 (it runs the first "
-                                "stage)");
-                r->layer_begin = b;
-                r->layer_end   = e;
+                                "unknown rank attribute '%s' (layers, mem, host)", k);
+                }
             }
             if (have_layers == -1)
-                have_layers = nw == 4;
-            else if (have_layers != (nw == 4))
+                have_layers = layers;
+            else if (have_layers != layers)
                 return fail(err, err_len, name, line,
-                            "give 'layers' on every rank or on none (then they are split evenly)");
+                            "give 'layers' on every rank or on none (then they are placed by "
+                            "memory)");
             c->n_ranks++;
             continue;
         }
@@ -144,6 +164,10 @@ tfab_status_t tfab_cluster_parse(const char *text, size_t len, const char *name,
             if (strlen(v) >= sizeof(c->model))
                 return fail(err, err_len, name, line, "model path too long");
             snprintf(c->model, sizeof(c->model), "%s", v);
+        } else if (strcmp(key, "topology") == 0) {
+            if (strlen(v) >= sizeof(c->topology))
+                return fail(err, err_len, name, line, "topology path too long");
+            snprintf(c->topology, sizeof(c->topology), "%s", v);
         } else if (strcmp(key, "backend") == 0) {
             if (strcmp(v, "tcp") != 0 && strcmp(v, "verbs") != 0)
                 return fail(err, err_len, name, line, "backend '%s': tcp or verbs", v);
@@ -163,7 +187,7 @@ tfab_status_t tfab_cluster_parse(const char *text, size_t len, const char *name,
         } else {
             return fail(err, err_len, name, line,
                         "unknown directive '%s' (token, model, chunk, heartbeat_ms, dead_ms, "
-                        "join_s, backend, coordinator, node)",
+                        "join_s, backend, topology, coordinator, node)",
                         key);
         }
     }

@@ -203,12 +203,14 @@ struct tfab_pipe {
     tfab_fabric_t    *fab;
     tfab_model_t     *model; /* stage 0 */
     uint32_t          n_ctx, chunk, n_layer, n_embd, n_vocab;
-    uint32_t          begin[MAX_RANKS], end[MAX_RANKS];
-    node_ref_t        nodes[MAX_RANKS]; /* [1, n_ranks) */
-    tfab_ep_t        *to_first;         /* batches to rank 1 */
-    tfab_ep_t        *from_last;        /* logits from the last rank */
-    xfer_t            act[NSLOT];       /* batches to rank 1 */
-    xfer_t            logits_rx;        /* from the last rank */
+    uint32_t          begin[MAX_RANKS], end[MAX_RANKS]; /* layers of each rank */
+    unsigned          order[MAX_RANKS];                 /* rank of each pipeline stage */
+    uint64_t          mem[MAX_RANKS];                   /* memory each rank offers */
+    node_ref_t        nodes[MAX_RANKS];                 /* [1, n_ranks) */
+    tfab_ep_t        *to_first;                         /* batches to rank 1 */
+    tfab_ep_t        *from_last;                        /* logits from the last rank */
+    xfer_t            act[NSLOT];                       /* batches to rank 1 */
+    xfer_t            logits_rx;                        /* from the last rank */
     int               closing, broken;
     uint64_t          seq_no;
     uint32_t         *pos1;  /* [chunk] one host: positions of a chunk */
@@ -277,34 +279,40 @@ static tfab_status_t check_nodes(void *arg)
     return st;
 }
 
-/* Layer ranges: from the file, or split evenly (earlier ranks take the remainder). */
-static tfab_status_t place(tfab_pipe_t *p)
+/* Layer ranges and stage order (tfab_plan_make): by the memory each rank offers and the
+ * topology file's link ranking. */
+static tfab_status_t place(tfab_pipe_t *p, const char *model)
 {
-    tfab_cluster_t *c = &p->cl;
-    unsigned        n = c->n_ranks;
-    if (n > p->n_layer) {
-        TFAB_ERROR(MOD, "%s: %u ranks but the model has only %u layers (one stage per rank)",
-                   c->name, n, p->n_layer);
-        return TFAB_ERR_INVALID;
+    tfab_cluster_t    *c = &p->cl;
+    char               err[1024];
+    tfab_plan_model_t  pm;
+    tfab_topology_t   *topo = NULL;
+    static tfab_plan_t plan; /* large; the coordinator places once */
+    tfab_status_t      st;
+    if (c->topology[0] &&
+        (st = tfab_topology_load(c->topology, &topo, err, sizeof(err))) != TFAB_OK) {
+        TFAB_ERROR(MOD, "%s", err);
+        return st;
     }
-    if (c->ranks[0].layer_end) {
-        if (c->ranks[n - 1].layer_end != p->n_layer) {
-            TFAB_ERROR(MOD, "%s:%d: the last stage ends at layer %u but the model has %u layers",
-                       c->name, c->ranks[n - 1].line, c->ranks[n - 1].layer_end, p->n_layer);
-            return TFAB_ERR_INVALID;
-        }
-        for (unsigned r = 0; r < n; r++) {
-            p->begin[r] = c->ranks[r].layer_begin;
-            p->end[r]   = c->ranks[r].layer_end;
-        }
-        return TFAB_OK;
+    if ((st = tfab_plan_model_read(model, p->n_ctx, &pm, err, sizeof(err))) != TFAB_OK) {
+        TFAB_ERROR(MOD, "placement: %s", err);
+        tfab_topology_free(topo);
+        return st;
     }
-    uint32_t at = 0;
-    for (unsigned r = 0; r < n; r++) {
-        uint32_t k  = p->n_layer / n + (r < p->n_layer % n);
-        p->begin[r] = at;
-        p->end[r]   = at + k;
-        at += k;
+    st = tfab_plan_make(c, topo, &pm, p->mem, p->chunk, &plan, err, sizeof(err));
+    tfab_plan_model_free(&pm);
+    tfab_topology_free(topo);
+    if (st != TFAB_OK) {
+        TFAB_ERROR(MOD, "placement: %s", err);
+        return st;
+    }
+    for (unsigned s = 0; s < plan.n; s++) {
+        unsigned r  = plan.order[s];
+        p->order[s] = r;
+        p->begin[r] = plan.begin[s];
+        p->end[r]   = plan.end[s];
+        TFAB_INFO(MOD, "stage %u: rank %u (%s) layers [%u, %u), link to the next: %s", s, r,
+                  c->ranks[r].address, plan.begin[s], plan.end[s], plan.link[s]);
     }
     return TFAB_OK;
 }
@@ -342,34 +350,32 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     tfab_status_t   st;
     unsigned        n = c->n_ranks;
 
-    /* the model's shape from a one-layer stage (reads only that layer's norms) */
+    /* the model's shape, n_ctx and chunk from a one-layer stage (reads only its norms) */
     tfab_model_t *probe;
-    if ((st = stage_model(params->model, 0, 1, 8, 8, 1, &probe)) != TFAB_OK)
+    if ((st = stage_model(params->model, 0, 1, params->n_ctx, c->chunk, 1, &probe)) != TFAB_OK)
         goto err_free;
     const tfab_model_config_t *cfg = tfab_model_config(probe);
     p->n_layer                     = cfg->n_layer;
     p->n_embd                      = cfg->n_embd;
     p->n_vocab                     = cfg->n_vocab;
+    p->n_ctx                       = tfab_model_n_ctx(probe);
+    p->chunk = c->chunk < tfab_model_n_batch(probe) ? c->chunk : tfab_model_n_batch(probe);
     tfab_model_destroy(probe);
-    if ((st = place(p)) != TFAB_OK)
-        goto err_free;
-    p->chunk = c->chunk;
-    if ((st = stage_model(params->model, p->begin[0], p->end[0], params->n_ctx, p->chunk,
-                          params->n_threads, &p->model)) != TFAB_OK)
-        goto err_free;
-    p->n_ctx = tfab_model_n_ctx(p->model);
-    if (p->chunk > tfab_model_n_batch(p->model))
-        p->chunk = tfab_model_n_batch(p->model);
+    for (unsigned r = 0; r < n; r++)
+        p->order[r] = r;
     if (n == 1) {
         p->pos1  = calloc(p->chunk, sizeof(uint32_t));
         p->want1 = calloc(p->chunk, 1);
-        if (p->pos1 == NULL || p->want1 == NULL) {
+        if (p->pos1 == NULL || p->want1 == NULL ||
+            (st = stage_model(params->model, 0, p->n_layer, p->n_ctx, p->chunk, params->n_threads,
+                              &p->model)) != TFAB_OK) {
             free(p->pos1);
             free(p->want1);
-            st = TFAB_ERR_NOMEM;
-            goto err_model;
+            st = st != TFAB_OK ? st : TFAB_ERR_NOMEM;
+            goto err_free;
         }
-        *pipe_p = p;
+        p->end[0] = p->n_layer;
+        *pipe_p   = p;
         return TFAB_OK;
     }
 
@@ -449,13 +455,23 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
             goto err_fabric;
         if ((st = tfab_ep_recv(ep, nd->hb_rx.buf, nd->hb_rx.cap, TAG_HB, hb_cb, nd)) < 0)
             goto err_fabric;
-        TFAB_INFO(MOD, "coordinator: node %d joined from %s (%s free)", r, m->addr,
-                  m->free_mem ? "known" : "unknown");
+        p->mem[r] = c->ranks[r].mem ? c->ranks[r].mem : m->free_mem;
+        TFAB_INFO(MOD, "coordinator: node %d joined from %s (%llu MiB offered)", r, m->addr,
+                  (unsigned long long)(p->mem[r] >> 20));
         joined++;
     }
 
+    /* placement by the memory each rank offers, then this rank's stage */
+    p->mem[0] = c->ranks[0].mem ? c->ranks[0].mem : mem_available();
+    if ((st = place(p, params->model)) != TFAB_OK)
+        goto err_fabric;
+    if ((st = stage_model(params->model, p->begin[0], p->end[0], p->n_ctx, p->chunk,
+                          params->n_threads, &p->model)) != TFAB_OK)
+        goto err_fabric;
+
     /* assign stages; every node loads its layers and connects to the next */
-    for (unsigned r = 1; r < n; r++) {
+    for (unsigned s = 1; s < n; s++) {
+        unsigned    r  = p->order[s];
         node_ref_t *nd = &p->nodes[r];
         pipe_msg_t *m  = nd->ctrl_tx.buf;
         msg_init(m, PM_ASSIGN);
@@ -470,7 +486,7 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
         m->chunk        = p->chunk;
         m->heartbeat_ms = c->heartbeat_ms;
         m->dead_ms      = c->dead_ms;
-        snprintf(m->addr, sizeof(m->addr), "%s", c->ranks[(r + 1) % n].address);
+        snprintf(m->addr, sizeof(m->addr), "%s", c->ranks[p->order[(s + 1) % n]].address);
         snprintf(m->model, sizeof(m->model), "%s", params->model);
         if ((st = post_send(nd->ep, &nd->ctrl_tx, sizeof(*m), TAG_CTRL)) != TFAB_OK ||
             (st = post_recv(nd->ep, &nd->ctrl_rx, TAG_CTRL)) != TFAB_OK)
@@ -478,17 +494,18 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     }
     /* the data links: to rank 1, and from the last rank (which connects once assigned) */
     uint64_t ready_by = deadline + (uint64_t)c->join_s * 1000 * MS;
-    if ((st = connect_retry(p->fab, c->ranks[1].address, ready_by, &p->to_first)) != TFAB_OK) {
-        TFAB_ERROR(MOD, "coordinator: cannot connect to node 1 (%s): %s", c->ranks[1].address,
-                   tfab_status_str(st));
+    unsigned first = p->order[1], last = p->order[n - 1];
+    if ((st = connect_retry(p->fab, c->ranks[first].address, ready_by, &p->to_first)) != TFAB_OK) {
+        TFAB_ERROR(MOD, "coordinator: cannot connect to node %u (%s): %s", first,
+                   c->ranks[first].address, tfab_status_str(st));
         goto err_fabric;
     }
     while ((st = tfab_fabric_accept(p->fab, POLL_NS * 5, &p->from_last)) == TFAB_ERR_TIMEOUT &&
            now_ns() < ready_by && (st = check_nodes(p)) == TFAB_OK)
         ;
     if (st != TFAB_OK) {
-        TFAB_ERROR(MOD, "coordinator: the last node %u (%s) did not connect back: %s", n - 1,
-                   c->ranks[n - 1].address, tfab_status_str(st));
+        TFAB_ERROR(MOD, "coordinator: the last node %u (%s) did not connect back: %s", last,
+                   c->ranks[last].address, tfab_status_str(st));
         goto err_fabric;
     }
     for (unsigned r = 1; r < n; r++) {
@@ -516,9 +533,11 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     {
         char plan[1024];
         int  w = 0;
-        for (unsigned r = 0; r < n && w < (int)sizeof(plan) - 80; r++)
-            w += snprintf(plan + w, sizeof(plan) - (size_t)w, "%s%u:[%u,%u)@%s", r ? " " : "", r,
+        for (unsigned s = 0; s < n && w < (int)sizeof(plan) - 80; s++) {
+            unsigned r = p->order[s];
+            w += snprintf(plan + w, sizeof(plan) - (size_t)w, "%s%u:[%u,%u)@%s", s ? " -> " : "", r,
                           p->begin[r], p->end[r], c->ranks[r].address);
+        }
         TFAB_INFO(MOD, "pipeline ready: %s, chunk %u", plan, p->chunk);
     }
     *pipe_p = p;
@@ -550,8 +569,8 @@ void tfab_pipe_destroy(tfab_pipe_t *p)
         uint64_t until = now_ns() + 3000 * MS;
         if (p->from_last)
             tfab_ep_close(p->from_last);
-        for (unsigned r = p->cl.n_ranks - 1; r >= 1; r--) {
-            node_ref_t *nd = &p->nodes[r];
+        for (unsigned s = p->cl.n_ranks - 1; s >= 1; s--) {
+            node_ref_t *nd = &p->nodes[p->order[s]];
             if (nd->ep == NULL)
                 continue;
             if (!p->broken && !nd->ctrl_tx.busy && !nd->ctrl_rx.busy) {
@@ -587,6 +606,20 @@ uint32_t tfab_pipe_n_vocab(const tfab_pipe_t *p)
 {
     return p->n_vocab;
 }
+void tfab_pipe_stages(const tfab_pipe_t *p, char *buf, size_t len)
+{
+    size_t w = 0;
+    buf[0]   = '\0';
+    for (unsigned s = 0; s < p->cl.n_ranks && w < len; s++) {
+        unsigned r = p->order[s];
+        int      k =
+            snprintf(buf + w, len - w, "%s%u:[%u,%u)", s ? " -> " : "", r, p->begin[r], p->end[r]);
+        if (k < 0)
+            break;
+        w += (size_t)k;
+    }
+}
+
 uint32_t tfab_pipe_n_ctx(const tfab_pipe_t *p)
 {
     return p->n_ctx;
@@ -637,8 +670,8 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
             goto fail;
         if (x->done && x->st != TFAB_OK) {
             st = x->st;
-            TFAB_ERROR(MOD, "node 1 (%s): link lost, a batch was not delivered (%s)",
-                       p->cl.ranks[1].address, tfab_status_str(st));
+            TFAB_ERROR(MOD, "node %u (%s): link lost, a batch was not delivered (%s)", p->order[1],
+                       p->cl.ranks[p->order[1]].address, tfab_status_str(st));
             goto fail;
         }
         p->stats.wait_s += (double)(now_ns() - t0) * 1e-9;
@@ -660,8 +693,8 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
             goto fail;
         p->stats.compute_s += (double)(now_ns() - t0) * 1e-9;
         if ((st = post_send(p->to_first, x, wire_batch_bytes(c, D), TAG_ACT)) != TFAB_OK) {
-            TFAB_ERROR(MOD, "node 1 (%s): link lost, cannot send a batch (%s)",
-                       p->cl.ranks[1].address, tfab_status_str(st));
+            TFAB_ERROR(MOD, "node %u (%s): link lost, cannot send a batch (%s)", p->order[1],
+                       p->cl.ranks[p->order[1]].address, tfab_status_str(st));
             goto fail;
         }
         p->stats.bytes_sent += wire_batch_bytes(c, D);
@@ -672,15 +705,15 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
     if (st != TFAB_OK) {
         if (!p->broken) /* not found by check_nodes: the logits link itself failed */
             TFAB_ERROR(MOD, "node %u (%s): link lost while the coordinator waited for logits (%s)",
-                       p->cl.n_ranks - 1, p->cl.ranks[p->cl.n_ranks - 1].address,
-                       tfab_status_str(st));
+                       p->order[p->cl.n_ranks - 1],
+                       p->cl.ranks[p->order[p->cl.n_ranks - 1]].address, tfab_status_str(st));
         goto fail;
     }
     char        why[1024];
     pipe_msg_t *m = p->logits_rx.buf;
     if ((st = wire_check(m, p->logits_rx.len, PM_LOGITS, 1, D, V, p->n_ctx, why, sizeof(why))) !=
         TFAB_OK) {
-        TFAB_ERROR(MOD, "logits from node %u: %s", p->cl.n_ranks - 1, why);
+        TFAB_ERROR(MOD, "logits from node %u: %s", p->order[p->cl.n_ranks - 1], why);
         goto fail;
     }
     memcpy(logits, m + 1, (size_t)V * sizeof(float));

@@ -18,8 +18,9 @@ cluster() { # cluster N CHUNK > file
     echo "heartbeat_ms 100"
     echo "dead_ms 3000"
     echo "join_s 30"
-    echo "coordinator 10.98.0.1:7700"
-    for ((i = 1; i < $1; i++)); do echo "node 10.98.0.$((i + 1)):7700"; done
+    local mem=(${MEMS:-})   # optional memory per rank: placement in proportion to it
+    echo "coordinator 10.98.0.1:7700${mem[0]:+ mem ${mem[0]}}"
+    for ((i = 1; i < $1; i++)); do echo "node 10.98.0.$((i + 1)):7700${mem[i]:+ mem ${mem[i]}}"; done
 }
 printf 'coordinator 127.0.0.1:7799\n' > "$work/one.txt"
 
@@ -45,6 +46,9 @@ run_case() { # run_case NAME MODEL N_HOSTS LAUNCH PROMPT_ARGS...
     ids=$(grep -o 'tfab run: ids [0-9,]*' <<<"$out" | awk '{print $4}')
     [ -n "$ids" ] || { echo "$out"; fail "$name: no ids printed"; }
     grep -q "tfab run: cluster .*, $n ranks" <<<"$out" || { echo "$out"; fail "$name: not $n ranks"; }
+    if [ -n "${MEMS:-}" ]; then
+        grep -q "stages 0:\[0,1) -> 1:\[1,3) -> 2:\[3,4)" <<<"$out" || { echo "$out"; fail "$name: placement"; }
+    fi
     # (a node started before the coordinator listens retries; the fabric logs those refusals)
     if grep 'tfab error' <<<"$out" | grep -v 'Connection refused'; then
         echo "$out"; fail "$name: errors logged"
@@ -64,4 +68,6 @@ run_case "tfab-tiny" "$TINY" 3 slurm "Once upon a time, in a land far away"
 run_case "tfab-tiny" "$TINY" 2 node "The little dog"
 run_case "random q8_0" "$work/rand.gguf" 2 mpi --prompt-ids 1,200,3,45,67,89,10,111,12,130,14
 run_case "random q8_0" "$work/rand.gguf" 3 slurm --prompt-ids 1,200,3,45,67,89,10,111,12,130,14
+# placed by memory (1:2:1 of a 4-layer model: the middle rank takes 2 layers)
+MEMS="1MiB 2MiB 1MiB" run_case "random q8_0, memory 1:2:1" "$work/rand.gguf" 3 slurm --prompt-ids 5,6,7,8,9
 echo "t_pipeline_netns: PASS"

@@ -29,11 +29,17 @@ static void test_full(void **state)
                            "dead_ms 900\n"
                            "join_s 5\n"
                            "backend verbs\n"
-                           "\n"
-                           "coordinator 10.0.0.1:7700 layers 0-3\n"
-                           "node 10.0.0.2:7700 layers 3-5\n"
+                           "topology /etc/tfab/topo.yaml\n"
+                           "coordinator 10.0.0.1:7700 layers 0-3 host a\n"
+                           "node 10.0.0.2:7700 mem 2GiB layers 3-5 host b\n"
                            "  node\t10.0.0.3:7701 layers 5-32\r\n"),
                      TFAB_OK);
+    assert_string_equal(c.topology, "/etc/tfab/topo.yaml");
+    assert_string_equal(c.ranks[0].host, "a");
+    assert_string_equal(c.ranks[1].host, "b");
+    assert_string_equal(c.ranks[2].host, "");
+    assert_int_equal(c.ranks[1].mem, 2ull << 30);
+    assert_int_equal(c.ranks[0].mem, 0);
     assert_string_equal(c.token, "s3cret");
     assert_string_equal(c.model, "/m/llama.gguf");
     assert_string_equal(c.backend, "verbs");
@@ -89,7 +95,10 @@ static void test_errors(void **state)
     expect_err("coordinator a:1 layers 0-2\nnode b:1 layers 3-4\n",
                "c.txt:2: layers start at 3 but the previous rank (line 1) ends at 2");
     expect_err("coordinator a:1 layers 2-2\n", "c.txt:1: layers '2-2': need BEGIN < END");
-    expect_err("coordinator a:1 levels 0-2\n", "c.txt:1: expected 'layers BEGIN-END'");
+    expect_err("coordinator a:1 levels 0-2\n", "c.txt:1: unknown rank attribute 'levels'");
+    expect_err("coordinator a:1 layers 2\n", "c.txt:1: expected 'layers BEGIN-END'");
+    expect_err("coordinator a:1 mem lots\n", "c.txt:1: mem 'lots': a size like 16GiB");
+    expect_err("coordinator a:1 mem\n", "c.txt:1: expected 'coordinator IP:PORT [layers");
     expect_err("heartbeat_ms 500\ndead_ms 400\ncoordinator a:1\n",
                "dead_ms 400 must exceed heartbeat_ms 500");
     char big[1200];
