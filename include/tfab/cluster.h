@@ -136,6 +136,8 @@ typedef struct tfab_pipe_stats {
     uint64_t tokens;         /* tokens evaluated */
     double   compute_s;      /* time in the coordinator's own stage */
     double   wait_s;         /* time waiting for the rest of the pipeline */
+    double   xfer_s;         /* batch sends to the next stage: posted to completed */
+    double   hidden_s;       /* ... the part the next chunk's compute here overlapped */
 } tfab_pipe_stats_t;
 TFAB_API void tfab_pipe_get_stats(const tfab_pipe_t *pipe, tfab_pipe_stats_t *stats);
 
@@ -148,6 +150,7 @@ typedef struct tfab_node_params {
     int         rank;        /* from a launcher, or -1: the coordinator matches listen */
     unsigned    n_threads;   /* 0: online CPUs */
     const char *backend;     /* NULL: "tcp" */
+    size_t      pool_bytes;  /* message buffers (pre-faulted); 0: 32 MiB */
 } tfab_node_params_t;
 
 /* A node: join the coordinator, load the assigned stage, serve it until the coordinator stops

@@ -12,6 +12,7 @@
 #include <tfab/log.h>
 #include <tfab/sample.h>
 #include <tfab/tokenizer.h>
+#include <tfab/units.h>
 #include "cli.h"
 
 static double now_s(void)
@@ -76,6 +77,8 @@ static const char *cluster_token(const tfab_cluster_t *cl, const char *opt)
     return cl && cl->token[0] ? cl->token : NULL;
 }
 
+static uint64_t node_pool_bytes; /* --pool-size of tfab node */
+
 static int serve_as_node(const char *cmd, const tfab_cluster_t *cl, int rank, const char *coord,
                          const char *listen, const char *token, const char *model, unsigned threads)
 {
@@ -92,7 +95,8 @@ static int serve_as_node(const char *cmd, const tfab_cluster_t *cl, int rank, co
                              .model       = model,
                              .rank        = rank,
                              .n_threads   = threads,
-                             .backend     = cl ? cl->backend : NULL};
+                             .backend     = cl ? cl->backend : NULL,
+                             .pool_bytes  = (size_t)node_pool_bytes};
     tfab_status_t      st = tfab_node_run(&np);
     if (st != TFAB_OK) {
         fprintf(stderr, "tfab %s: node %s stopped: %s\n", cmd, listen, tfab_status_str(st));
@@ -121,7 +125,8 @@ int tfab_cli_node(int argc, char **argv)
                    "  --token T       cluster token (or TFAB_CLUSTER_TOKEN, or the file's)\n"
                    "  --model PATH    this host's copy (default: the coordinator's path)\n"
                    "  --threads N     compute threads (default: online CPUs)\n"
-                   "  --backend B     tcp (default) or verbs\n");
+                   "  --backend B     tcp (default) or verbs\n"
+                   "  --pool-size S   message-buffer pool (default 32MiB)\n");
             return 0;
         }
         if (v == NULL) {
@@ -140,7 +145,12 @@ int tfab_cli_node(int argc, char **argv)
             cluster = v;
         else if (strcmp(a, "--backend") == 0)
             backend = v;
-        else if (strcmp(a, "--threads") == 0) {
+        else if (strcmp(a, "--pool-size") == 0) {
+            if (tfab_size_parse(v, &node_pool_bytes) != TFAB_OK || node_pool_bytes < (1u << 20)) {
+                fprintf(stderr, "tfab node: --pool-size '%s': a size of at least 1MiB\n", v);
+                return 2;
+            }
+        } else if (strcmp(a, "--threads") == 0) {
             if (num("node", a, v, 1, 1024, &threads))
                 return 2;
         } else if (strcmp(a, "--rank") == 0) {
@@ -351,7 +361,9 @@ int tfab_cli_run_cluster(int argc, char **argv)
     double t0 = now_s();
     if (tfab_pipe_eval(pipe, toks, (uint32_t)n_prompt, 0, logits) != TFAB_OK)
         goto out;
-    double t_prefill = now_s() - t0;
+    double            t_prefill = now_s() - t0;
+    tfab_pipe_stats_t pre;
+    tfab_pipe_get_stats(pipe, &pre);
     if (prompt) {
         fwrite(prompt, 1, strlen(prompt), stdout);
         fflush(stdout);
@@ -405,6 +417,12 @@ int tfab_cli_run_cluster(int argc, char **argv)
             n_done ? (double)n_done / t_decode : 0.0, (unsigned long long)ps.bytes_sent,
             ps.tokens ? (double)ps.bytes_sent / (double)ps.tokens : 0.0,
             (unsigned long long)ps.bytes_received, ps.compute_s * 1e3, ps.wait_s * 1e3);
+    if (cl.n_ranks > 1)
+        fprintf(stderr,
+                "tfab run: prefill transfers to the next stage %.2f ms, %.2f ms of it hidden "
+                "behind the next chunk's compute (overlap %.2f)\n",
+                pre.xfer_s * 1e3, pre.hidden_s * 1e3,
+                pre.xfer_s > 0 ? pre.hidden_s / pre.xfer_s : 0.0);
     rc = 0;
 out:
     if (df)

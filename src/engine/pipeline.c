@@ -45,16 +45,21 @@ typedef struct xfer {
     size_t        len;
     void         *buf;
     size_t        cap;
+    /* overlap accounting of batch sends: posted, completed, and when the compute of the next
+     * chunk ended (the transfer is hidden up to then) */
+    uint64_t t_post, t_done, t_next_ce;
+    int      acct;
 } xfer_t;
 
 static void xfer_cb(tfab_status_t st, size_t len, void *arg)
 {
     xfer_t *x = arg;
     pthread_mutex_lock(&x->s->mu);
-    x->st   = st;
-    x->len  = len;
-    x->done = 1;
-    x->busy = 0;
+    x->st     = st;
+    x->len    = len;
+    x->t_done = now_ns();
+    x->done   = 1;
+    x->busy   = 0;
     pthread_cond_broadcast(&x->s->cv);
     pthread_mutex_unlock(&x->s->mu);
 }
@@ -629,6 +634,21 @@ void tfab_pipe_get_stats(const tfab_pipe_t *p, tfab_pipe_stats_t *s)
     *s = p->stats;
 }
 
+/* Add a completed batch send to the transfer-time statistics: its whole duration, and the part
+ * that ran while the next chunk was being computed here. */
+static void account_send(tfab_pipe_t *p, xfer_t *x)
+{
+    pthread_mutex_lock(&p->s.mu);
+    if (x->acct && x->done && x->st == TFAB_OK) {
+        uint64_t end = x->t_next_ce && x->t_next_ce < x->t_done ? x->t_next_ce : x->t_done;
+        p->stats.xfer_s += (double)(x->t_done - x->t_post) * 1e-9;
+        if (x->t_next_ce)
+            p->stats.hidden_s += (double)(end > x->t_post ? end - x->t_post : 0) * 1e-9;
+        x->acct = 0;
+    }
+    pthread_mutex_unlock(&p->s.mu);
+}
+
 tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, uint32_t pos,
                              float *logits)
 {
@@ -675,6 +695,7 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
             goto fail;
         }
         p->stats.wait_s += (double)(now_ns() - t0) * 1e-9;
+        account_send(p, x);
         pipe_msg_t *m = x->buf;
         msg_init(m, PM_BATCH);
         m->n           = c;
@@ -691,7 +712,16 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
         t0                        = now_ns();
         if ((st = tfab_model_decode(p->model, NULL, &b, NULL, hidden)) != TFAB_OK)
             goto fail;
-        p->stats.compute_s += (double)(now_ns() - t0) * 1e-9;
+        uint64_t ce = now_ns();
+        p->stats.compute_s += (double)(ce - t0) * 1e-9;
+        xfer_t *prev = &p->act[(k + NSLOT - 1) % NSLOT];
+        pthread_mutex_lock(&p->s.mu);
+        if (s > 0 && prev->acct && prev->t_next_ce == 0)
+            prev->t_next_ce = ce;
+        x->t_post    = now_ns();
+        x->t_next_ce = 0;
+        x->acct      = 1;
+        pthread_mutex_unlock(&p->s.mu);
         if ((st = post_send(p->to_first, x, wire_batch_bytes(c, D), TAG_ACT)) != TFAB_OK) {
             TFAB_ERROR(MOD, "node %u (%s): link lost, cannot send a batch (%s)", p->order[1],
                        p->cl.ranks[p->order[1]].address, tfab_status_str(st));
@@ -717,6 +747,8 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
         goto fail;
     }
     memcpy(logits, m + 1, (size_t)V * sizeof(float));
+    for (int k = 0; k < NSLOT; k++)
+        account_send(p, &p->act[k]);
     p->stats.bytes_received += p->logits_rx.len;
     p->stats.tokens += n;
     if ((st = post_recv(p->from_last, &p->logits_rx, TAG_LOGITS)) != TFAB_OK)
@@ -922,9 +954,10 @@ tfab_status_t tfab_node_run(const tfab_node_params_t *params)
     pthread_cond_init(&nd->s.cv, NULL);
     tfab_model_t *model = NULL;
     tfab_status_t st;
-    /* message buffers are sized after the assignment; the pool has room for large models
-     * (chunk 512 x n_embd 16384 x 2 slots x in/out = 128 MiB would be the far end) */
-    size_t pool_bytes = 64u << 20;
+    /* message buffers are sized after the assignment (2 x in + 2 x out of chunk x n_embd
+     * floats; the last stage's out holds logits rows); a node of a model with a wide vocabulary
+     * or chunk needs --pool-size, and says so at assignment */
+    size_t pool_bytes = params->pool_bytes ? params->pool_bytes : 32u << 20;
     if ((st = make_fabric(params->listen, params->token, params->backend, pool_bytes, &nd->pool,
                           &nd->fab)) != TFAB_OK)
         goto out_free;
