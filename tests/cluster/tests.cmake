@@ -20,3 +20,9 @@ endif()
 add_test(NAME fuzz_cluster COMMAND fuzz_cluster ${_args} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/cluster)
 set_tests_properties(fuzz_cluster PROPERTIES LABELS fuzz TIMEOUT 120)
 tfab_script_test(unit_cluster_plan unit 60 cluster/t_plan.sh)
+
+if(TFAB_HAVE_VERBS)
+  tfab_script_test(softroce_cluster_pipeline softroce 600 cluster/t_pipeline_softroce.sh)
+  set_tests_properties(softroce_cluster_pipeline PROPERTIES FIXTURES_REQUIRED softroce_cache
+                       RESOURCE_LOCK softroce_vms)
+endif()
