@@ -110,7 +110,7 @@ int tfab_cli_node(int argc, char **argv)
     const char *coord = NULL, *listen = NULL, *token = NULL, *model = NULL, *cluster = NULL;
     const char *backend = NULL;
     double      threads = 0, rank_d = -1;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             printf("usage: tfab node --coordinator IP:PORT --listen IP:PORT [--token T] [options]\n"
@@ -160,7 +160,6 @@ int tfab_cli_node(int argc, char **argv)
             fprintf(stderr, "tfab node: unknown option '%s' (see tfab node --help)\n", a);
             return 2;
         }
-        i++;
     }
     static tfab_cluster_t cl;
     int                   rank = (int)rank_d;

@@ -24,7 +24,7 @@ int tfab_cli_plan(int argc, char **argv)
 {
     const char *cluster = NULL, *model = NULL;
     uint32_t    ctx = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             printf("usage: tfab plan --cluster FILE [--model GGUF] [--ctx N]\n"
@@ -51,7 +51,6 @@ int tfab_cli_plan(int argc, char **argv)
             fprintf(stderr, "tfab plan: unknown option '%s' (see tfab plan --help)\n", a);
             return 2;
         }
-        i++;
     }
     static tfab_cluster_t cl;
     char                  err[1024];

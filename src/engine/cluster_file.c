@@ -9,6 +9,8 @@
 #include <tfab/units.h>
 
 static tfab_status_t fail(char *err, size_t err_len, const char *name, int line, const char *fmt,
+                          ...) __attribute__((format(printf, 5, 6)));
+static tfab_status_t fail(char *err, size_t err_len, const char *name, int line, const char *fmt,
                           ...)
 {
     char    what[256];
