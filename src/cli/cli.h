@@ -15,5 +15,8 @@ int tfab_cli_topo(int argc, char **argv);
 int tfab_cli_tokenize(int argc, char **argv);
 int tfab_cli_detokenize(int argc, char **argv);
 int tfab_cli_logits(int argc, char **argv);
+int tfab_cli_node(int argc, char **argv);
+int tfab_cli_plan(int argc, char **argv);
+int tfab_cli_run_cluster(int argc, char **argv); /* tfab run --cluster */
 
 #endif

@@ -60,7 +60,9 @@ static void usage(FILE *out)
             "  --threads N          compute threads: workers of the forward pass's compute stream\n"
             "                       (default: the CPUs of this NUMA node)\n"
             "  --ctx N              context length (default: the model's, at most 4096)\n"
-            "  --chat               wrap the prompt as a user turn of the model's chat template\n");
+            "  --chat               wrap the prompt as a user turn of the model's chat template\n"
+            "  --cluster FILE       run across the hosts of a cluster file (README \"Cluster\n"
+            "                       file\"): this host is rank 0; see also tfab node\n");
 }
 
 static double now_s(void)
@@ -113,6 +115,9 @@ int tfab_cli_run(int argc, char **argv)
     int                   chat = 0;
     tfab_sampler_params_t sp   = {0};
     double                temp = 0.8, top_k = 40, top_p = 0.95, min_p = 0.05, rep = 1.0;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--cluster") == 0)
+            return tfab_cli_run_cluster(argc, argv); /* distributed: cmd_cluster.c */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int         bad = 0;

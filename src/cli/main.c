@@ -15,6 +15,8 @@ static const tfab_cli_cmd_t commands[] = {
     {"detokenize", "print the text of token ids (--model GGUF or tokenizer.json)", tfab_cli_detokenize},
     {"logits", "run a model on a token sequence and write its logits (float32 rows)",
      tfab_cli_logits},
+    {"node", "join a cluster's coordinator and serve a pipeline stage", tfab_cli_node},
+    {"plan", "place a model on a cluster: stages, links, bytes per token", tfab_cli_plan},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -49,3 +49,8 @@ set_tests_properties(peer_llama_cpp_build PROPERTIES LABELS peer TIMEOUT 2400
                      FIXTURES_SETUP llama_cpp ENVIRONMENT "${TFAB_TEST_ENV}")
 tfab_script_test(peer_llama_greedy peer 300 model/t_model_py.sh t_peer_llama.py)
 set_tests_properties(peer_llama_greedy PROPERTIES FIXTURES_REQUIRED llama_cpp)
+# batch API, pipeline stages and tensor parallel bit-identical to one whole model
+tfab_test_exe(model_split model/model_split.c)
+find_package(Threads REQUIRED)
+target_link_libraries(model_split PRIVATE Threads::Threads)
+tfab_script_test(unit_model_split unit 120 model/t_model_py.sh t_model_split.py)
