@@ -34,7 +34,7 @@ typedef struct tcp_frame {
 typedef struct tcp_domain tcp_domain_t;
 
 typedef struct tcp_ep {
-    tfab_ep_t    *ep;
+    tfab_link_t  *link;
     tcp_domain_t *dom;
     int           fd;
     int           dead;
@@ -73,8 +73,9 @@ static void bury(tcp_domain_t *d)
     }
 }
 
-static tfab_status_t tcp_domain_open(tfab_fabric_t *fabric, void **domain_p)
+static tfab_status_t tcp_domain_open(tfab_fabric_t *fabric, const char *listen, void **domain_p)
 {
+    (void)listen; /* the core accepts TCP links and hands each socket over */
     tcp_domain_t *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return TFAB_ERR_NOMEM;
@@ -111,7 +112,7 @@ static void tcp_domain_close(void *domain)
     free(d);
 }
 
-static tfab_status_t tcp_ep_open(void *domain, tfab_ep_t *ep, int fd, int is_server,
+static tfab_status_t tcp_ep_open(void *domain, tfab_link_t *link, int fd, int is_server,
                                  uint64_t deadline_ns, void **tl_ep_p)
 {
     tcp_domain_t *d = domain;
@@ -126,7 +127,7 @@ static tfab_status_t tcp_ep_open(void *domain, tfab_ep_t *ep, int fd, int is_ser
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    t->ep  = ep;
+    t->link = link;
     t->dom = d;
     t->fd  = fd;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = t};
@@ -207,7 +208,7 @@ static void fail(tcp_ep_t *t, tfab_status_t st, const char *why)
         return;
     t->dead = 1;
     detach(t);
-    tfab_core_ep_failed(t->ep, st, why);
+    tfab_core_link_failed(t->link, st, why);
 }
 
 static void set_want_out(tcp_ep_t *t, int on)
@@ -259,7 +260,7 @@ static void flush(tcp_ep_t *t)
             t->tx_head = (t->tx_head + 1) % TX_CAP;
             t->tx_count--;
             if (ctx != NULL)
-                tfab_core_tx_done(t->ep, ctx);
+                tfab_core_tx_done(t->link, ctx);
         }
     }
     set_want_out(t, t->tx_count > 0 && !t->dead);
@@ -313,7 +314,7 @@ static void drain(tcp_ep_t *t)
                 continue;
             /* a whole header: ask the core where its payload goes */
             void         *dest = NULL;
-            tfab_status_t st   = tfab_core_rx_header(t->ep, &t->rx_hdr, &dest);
+            tfab_status_t st   = tfab_core_rx_header(t->link, &t->rx_hdr, &dest);
             if (st != TFAB_OK) {
                 fail(t, st, "malformed frame");
                 return;
@@ -331,7 +332,7 @@ static void drain(tcp_ep_t *t)
             wire_hdr_t hdr = t->rx_hdr;
             void      *dst = t->rx_dest;
             t->rx_hdr_got  = 0;
-            tfab_core_rx_done(t->ep, &hdr, dst);
+            tfab_core_rx_done(t->link, &hdr, dst);
         }
     }
 }
