@@ -224,7 +224,9 @@ static void session_join(tfab_fabric_t *f, int fd, const char *peer, const hs_re
         close(fd);
         return;
     }
-    tfab_link_t *l = &ep->links[k];
+    tfab_link_t    *l = &ep->links[k];
+    fab_link_cfg_t *c = &f->links[res->join - 1];
+    snprintf(l->name, sizeof(l->name), "%s %s (from %s)", l->tl->name, c->address, peer);
     tfab_status_t st = l->tl->ep_open(l->tl_domain, l, fd, 1, tfab_core_now_ns() + f->timeout_ns,
                                       &l->tl_ep);
     if (st != TFAB_OK) {

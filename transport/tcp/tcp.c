@@ -238,7 +238,9 @@ static void flush(tcp_ep_t *t)
             if (f->len > off)
                 iov[n++] = (struct iovec){(void *)(f->payload + off), f->len - off};
         }
-        ssize_t w = writev(t->fd, iov, n);
+        /* sendmsg, not writev: a peer that reset the connection must not SIGPIPE us */
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t       w  = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
