@@ -296,8 +296,9 @@ tfab_status_t tfab_handshake_server(tfab_fabric_t *f, int fd, const char *peer,
         return TFAB_ERR_AUTH;
     }
     const char *sp    = strchr(m->auth->link, ' ');
-    int         known = our_tl(f, m->auth->link, sp ? (size_t)(sp - m->auth->link)
-                                                    : strlen(m->auth->link)) >= 0;
+    int         tl    = our_tl(f, m->auth->link, sp ? (size_t)(sp - m->auth->link)
+                                                    : strlen(m->auth->link));
+    int         known = tl >= 0;
     const char *bad   = known ? NULL : "chosen link not offered";
     memset(res, 0, sizeof(*res));
     if (!bad && f->n_links > 0) {
@@ -335,7 +336,7 @@ tfab_status_t tfab_handshake_server(tfab_fabric_t *f, int fd, const char *peer,
     }
     Tfab__Control c = TFAB__CONTROL__INIT;
     Tfab__Welcome w = TFAB__WELCOME__INIT;
-    w.link          = (char *)f->tl->name;
+    w.link          = (char *)f->tls[tl]->name;
     w.credits       = f->credits;
     w.eager_max     = f->eager_max;
     w.heartbeat_ns  = f->heartbeat_ns;

@@ -480,17 +480,19 @@ static tfab_status_t ready_barrier(int fd, int is_server, uint64_t deadline_ns)
     }
 }
 
+/* Windows first: a bound window holds a reference on its queue pair, and rxe's destroy of a
+ * queue pair still referenced waits (seconds, while its device is being removed). */
 static void free_ep(verbs_ep_t *v)
 {
     tfab_pool_t *pool = v->dom->fabric->pool;
+    for (unsigned i = 0; v->mws && i < v->n_mw; i++)
+        if (v->mws[i])
+            ibv_dealloc_mw(v->mws[i]);
     if (v->id) {
         if (v->id->qp)
             rdma_destroy_qp(v->id);
         rdma_destroy_id(v->id);
     }
-    for (unsigned i = 0; v->mws && i < v->n_mw; i++)
-        if (v->mws[i])
-            ibv_dealloc_mw(v->mws[i]);
     free(v->mws);
     free(v->mw_free);
     tfab_pool_free(pool, v->slots);
@@ -764,14 +766,16 @@ static int verbs_progress(void *domain, int timeout_ms)
 {
     verbs_domain_t *d = domain;
     tfab_core_lock(d->fabric);
-    while (d->graveyard) {
-        verbs_ep_t *v = d->graveyard;
-        d->graveyard  = v->next;
-        free_ep(v);
-    }
+    verbs_ep_t *dead = d->graveyard; /* freed unlocked: teardown may block in the kernel */
+    d->graveyard     = NULL;
     struct ibv_cq           *cq  = d->cq; /* set once by dev_init, under the lock */
     struct ibv_comp_channel *cch = d->cch;
     tfab_core_unlock(d->fabric);
+    while (dead) {
+        verbs_ep_t *v = dead;
+        dead          = v->next;
+        free_ep(v);
+    }
     struct ibv_wc wc[CQ_BATCH];
     int           n = cq ? ibv_poll_cq(cq, CQ_BATCH, wc) : 0;
     if (n == 0 && timeout_ms > 0) {
