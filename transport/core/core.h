@@ -79,8 +79,7 @@ struct tfab_link {
 
 struct tfab_ep {
     tfab_fabric_t       *fabric;
-    const tfab_tl_ops_t *tl;          /* the active link's (shortcuts into links[active]) */
-    void                *tl_ep;
+    const tfab_tl_ops_t *tl;          /* the active link's backend */
     tfab_link_t          links[EP_MAX_LINKS];
     unsigned             n_links, active;
     int                  reliable;    /* ranked links: sequence numbers and ACKs */

@@ -82,7 +82,6 @@ static tfab_status_t go_live(tfab_ep_t *ep)
     uint64_t now = tfab_core_now_ns();
     ep->active   = k;
     ep->tl       = ep->links[k].tl;
-    ep->tl_ep    = ep->links[k].tl_ep;
     snprintf(ep->link, sizeof(ep->link), "%s", ep->links[k].name);
     ep->last_progress_ns = now;
     for (unsigned j = 0; j < ep->n_links; j++)
@@ -128,6 +127,12 @@ static tfab_status_t ep_create(tfab_fabric_t *f, int fd, const char *peer, int i
         goto err_free;
     snprintf(ep->link, sizeof(ep->link), "%s %s", f->tl->name, peer);
     tfab_link_t *l = tfab_core_link_add(ep, f->tl, f->tl_domain, ep->link);
+    /* frames may arrive the moment the backend registers the link (the peer is live): they
+     * must find it active */
+    pthread_mutex_lock(&f->lock);
+    l->dead    = 0;
+    ep->active = 0;
+    pthread_mutex_unlock(&f->lock);
     /* unlocked: a backend may block here (verbs connects a queue pair) */
     st = f->tl->ep_open(f->tl_domain, l, fd, is_server, tfab_core_now_ns() + f->timeout_ns,
                         &l->tl_ep);
@@ -781,6 +786,14 @@ static tfab_status_t connect_ranked(tfab_fabric_t *f, int fd, const char *addr,
         TFAB_WARN(MOD, "%s: link %s could not be opened (%s); the endpoint goes on without it",
                   addr, l->name, tfab_status_str(st));
     }
+    /* the server goes live when it reads our Ready and may send at once: our best link must
+     * take frames before its answer arrives (go_live settles on the links both hold) */
+    pthread_mutex_lock(&f->lock);
+    for (ep->active = 0; ep->active < ep->n_links && ep->links[ep->active].dead; ep->active++)
+        ;
+    if (ep->active < ep->n_links)
+        ep->tl = ep->links[ep->active].tl;
+    pthread_mutex_unlock(&f->lock);
     uint64_t deadline = tfab_core_now_ns() + f->timeout_ns;
     if ((st = send_ready(fd, ep, deadline)) != TFAB_OK || (st = recv_ready(fd, ep, addr, deadline)) != TFAB_OK)
         goto err;

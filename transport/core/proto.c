@@ -13,6 +13,8 @@
 #include "core.h"
 
 #define MOD "proto"
+/* the active link's backend endpoint (read at use: a backend publishes it under the lock) */
+#define TL_EP(ep) ((ep)->links[(ep)->active].tl_ep)
 
 uint64_t tfab_core_now_ns(void)
 {
@@ -91,7 +93,7 @@ static void finish_recv(tfab_ep_t *ep, uint32_t i, tfab_status_t st)
 {
     op_t *op = &ep->recvs[i];
     if (op->state == OP_WAIT_DATA && !ep->failed && !op->regrant)
-        ep->tl->ungrant(ep->tl_ep, op->grant); /* the peer may write here no more */
+        ep->tl->ungrant(TL_EP(ep), op->grant); /* the peer may write here no more */
     complete(ep, op->cb, op->arg, st, op->got);
     if (st == TFAB_OK)
         ep->stats.bytes_received += op->got;
@@ -133,12 +135,14 @@ unsigned tfab_core_deliver(tfab_fabric_t *f)
 
 static tfab_status_t post(tfab_ep_t *ep, wire_hdr_t *hdr, const void *payload, size_t len, void *ctx)
 {
+    if (ep->active >= ep->n_links || TL_EP(ep) == NULL)
+        return TFAB_ERR_CONN; /* not live (yet), or no link left */
     /* every frame carries our count of freed slots: a frame lost with a link loses nothing */
     hdr->credits   = ep->freed;
     ep->freed_told = ep->freed;
     if (ep->fabric->heartbeat_ns)
         ep->links[ep->active].last_tx_ns = tfab_core_now_ns();
-    return ep->tl->ep_post(ep->tl_ep, hdr, payload, len, ctx);
+    return ep->tl->ep_post(TL_EP(ep), hdr, payload, len, ctx);
 }
 
 /* Tell the peer about freed slots once a quarter of them has piled up with nothing to carry
@@ -273,7 +277,7 @@ static void grant(tfab_ep_t *ep, uint32_t r, uint32_t peer_id, uint64_t len, uin
     if (len > op->len) {
         h.flags = WIRE_F_REFUSED;
         finish_recv(ep, r, TFAB_ERR_RANGE);
-    } else if (ep->tl->grant(ep->tl_ep, op->buf, len, &rkey, &op->grant) != TFAB_OK) {
+    } else if (ep->tl->grant(TL_EP(ep), op->buf, len, &rkey, &op->grant) != TFAB_OK) {
         fail_ep_locked(ep, TFAB_ERR_IO, "granting a receive buffer failed");
         return;
     } else {
@@ -418,7 +422,6 @@ static void failover(tfab_ep_t *ep, unsigned next, const char *why)
         close_link(&ep->links[k]);
     ep->active = next;
     ep->tl     = ep->links[next].tl;
-    ep->tl_ep  = ep->links[next].tl_ep;
     snprintf(ep->link, sizeof(ep->link), "%s", ep->links[next].name);
     ep->stats.failovers++;
     uint64_t now                 = tfab_core_now_ns();

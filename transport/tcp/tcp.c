@@ -128,16 +128,22 @@ static tfab_status_t tcp_ep_open(void *domain, tfab_link_t *link, int fd, int is
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     t->link = link;
-    t->dom = d;
-    t->fd  = fd;
+    t->dom  = d;
+    t->fd   = fd;
+    /* published before epoll can report the socket: the first frame's upcalls need it */
+    tfab_core_lock(d->fabric);
+    *tl_ep_p              = t;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = t};
-    if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    int                rc = epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0)
+        *tl_ep_p = NULL;
+    tfab_core_unlock(d->fabric);
+    if (rc != 0) {
         TFAB_ERROR(MOD, "epoll_ctl(ADD) failed: %s", strerror(errno));
         free(t->tx);
         free(t);
         return TFAB_ERR_IO;
     }
-    *tl_ep_p = t;
     return TFAB_OK;
 }
 
