@@ -24,6 +24,8 @@ enum {
     TFAB_FABRIC_PARAM_TIMEOUT     = 1u << 5,
     TFAB_FABRIC_PARAM_PROGRESS    = 1u << 6,
     TFAB_FABRIC_PARAM_BACKEND     = 1u << 7,
+    TFAB_FABRIC_PARAM_LINKS       = 1u << 8,
+    TFAB_FABRIC_PARAM_HEARTBEAT   = 1u << 9,
 };
 
 typedef enum tfab_progress_mode {
@@ -51,6 +53,22 @@ typedef struct tfab_fabric_params {
                                          an RDMA device carries; the handshake still runs over
                                          TCP on it, then a queue pair connects to the same
                                          ip:port (rdma_cm). */
+    /* Appended (set the bit in field_mask to use them): */
+    const char          *links;       /* ranked links for failover, best first, comma-separated
+                                         "backend ip:port" entries, e.g. "verbs 10.0.0.1:7400,
+                                         tcp 10.1.0.1:7400" (the order `tfab topo` resolves
+                                         from the topology file). A listening fabric listens on
+                                         each (port 0 picks one); a connecting one may give
+                                         only backends ("verbs,tcp"). Replaces listen and
+                                         backend. Both peers must give links; an endpoint then
+                                         holds every link both can open, moves messages over
+                                         the best live one, and when it fails re-issues each
+                                         message the peer has not acknowledged on the next:
+                                         every message arrives once and intact. */
+    uint64_t             heartbeat_ns; /* interval of heartbeats on idle links (0: none, the
+                                         default). A link silent for timeout_ns is dead: its
+                                         endpoint fails over, or its transfers fail, receives
+                                         included. Peers must agree (checked at connect). */
 } tfab_fabric_params_t;
 
 /* Create a fabric over pool: opens the backends, and listens when params->listen is set.
@@ -67,6 +85,8 @@ TFAB_API void tfab_fabric_destroy(tfab_fabric_t *fabric);
 TFAB_API const char *tfab_fabric_address(const tfab_fabric_t *fabric);
 
 /* Connect to a peer's listen address and run the handshake (versions, token, link choice).
+ * With ranked links, addr is the peer's fabric address (its first link); the endpoint then
+ * joins every link of the peer's that this fabric can open, one connection each. 
  * Blocks up to the fabric timeout. Errors: TFAB_ERR_CONN (refused/unreachable),
  * TFAB_ERR_TIMEOUT, TFAB_ERR_AUTH (token mismatch), TFAB_ERR_PROTO (version mismatch or a
  * malformed hello); each logged once with the peer's address and the reason. */
@@ -80,7 +100,7 @@ TFAB_API tfab_status_t tfab_fabric_accept(tfab_fabric_t *fabric, uint64_t timeou
 /* Close an endpoint: its pending transfers complete with TFAB_ERR_CANCELED. */
 TFAB_API void tfab_ep_close(tfab_ep_t *ep);
 
-/* The link this endpoint uses, e.g. "tcp 10.0.0.2:7400". */
+/* The link this endpoint uses now, e.g. "tcp 10.0.0.2:7400" (changes on failover). */
 TFAB_API const char *tfab_ep_link(const tfab_ep_t *ep);
 
 /* Called once per transfer, from the progress context, with the final status and the bytes
@@ -109,6 +129,10 @@ typedef struct tfab_ep_stats {
     uint64_t bytes_sent, bytes_received;
     uint64_t eager_sent, rndv_sent;     /* messages by protocol */
     uint64_t credit_stalls;             /* sends that waited for credits */
+    /* appended: ranked links */
+    uint64_t failovers;                 /* times the endpoint moved to a lower-ranked link */
+    uint64_t resent;                    /* messages re-issued after a failover */
+    uint64_t heartbeats_sent;
 } tfab_ep_stats_t;
 
 TFAB_API void tfab_ep_get_stats(tfab_ep_t *ep, tfab_ep_stats_t *stats);

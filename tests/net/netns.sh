@@ -3,13 +3,15 @@
 # by veth pairs to a bridge that lives in a namespace of its own (the host's network is not
 # touched). The TCP counterpart of tests/softroce/bed.sh, with the same interface and output.
 #
-#   netns.sh [--hosts N] [--timeout SEC] [--mtu BYTES] [--delay MS] [--rate MBIT] [--] CMD [CMD...]
+#   netns.sh [--hosts N] [--nets K] [--timeout SEC] [--mtu BYTES] [--delay MS] [--rate MBIT]
+#            [--] CMD [CMD...]
 #
 # One CMD runs on every host; N CMDs run one per host (CMD i on host i). Each runs as
 # `bash -c CMD` in its namespace, in the caller's directory, with:
 #   TFAB_NET_HOST=i  TFAB_NET_HOSTS=N  TFAB_NET_IP=10.98.0.(i+1)  TFAB_NET_IFACE=eth0
 #   TFAB_NET_PEERS="10.98.0.1 10.98.0.2 ..."
-# Inside, `ip link set eth0 down` pulls this host's cable. --rate shapes eth0's egress with tc
+# --nets K (default 1) gives every host K networks: ethk on bridge k, address 10.98.k.(i+1)
+# (TFAB_NET_IPk for k >= 1). Inside, `ip link set eth0 down` pulls this host's cable. --rate shapes eth0's egress with tc
 # tbf; --delay adds latency with tc netem (where the kernel has it). All hosts start together; a client must retry until its
 # server listens.
 #
@@ -18,11 +20,12 @@
 # running are named and killed). Needs root (CAP_NET_ADMIN) and iproute2.
 set -euo pipefail
 
-hosts=2 timeout=120 mtu=1500 delay=0 rate=0
+hosts=2 nets=1 timeout=120 mtu=1500 delay=0 rate=0
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --hosts) hosts=$2; shift 2 ;;
+        --nets) nets=$2; shift 2 ;;
         --timeout) timeout=$2; shift 2 ;;
         --mtu) mtu=$2; shift 2 ;;
         --delay) delay=$2; shift 2 ;;
@@ -36,6 +39,7 @@ done
 [ $# -ge 1 ] || { echo "netns.sh: no command given (see --help)" >&2; exit 2; }
 [[ "$hosts" =~ ^[0-9]+$ ]] && [ "$hosts" -ge 1 ] && [ "$hosts" -le 32 ] ||
     { echo "netns.sh: --hosts must be 1..32" >&2; exit 2; }
+[[ "$nets" =~ ^[1-4]$ ]] || { echo "netns.sh: --nets must be 1..4" >&2; exit 2; }
 [ $# -eq 1 ] || [ $# -eq "$hosts" ] ||
     { echo "netns.sh: give one command for all hosts or exactly $hosts commands, got $#" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "netns.sh: needs root for ip netns (run as root)" >&2; exit 2; }
@@ -50,6 +54,8 @@ pids=()
 cleanup() {
     for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -KILL -- "-$p" 2>/dev/null || true; done
     for ((i = 0; i < hosts; i++)); do ip netns del "${tag}h$i" 2>/dev/null || true; done
+    for ((k = 1; k < nets; k++)); do for ((i = 0; i < hosts; i++)); do
+        ip link del "${tag}n${k}v$i" 2>/dev/null || true; done; done
     ip netns del "$sw" 2>/dev/null || true
     rm -rf "$work"
 }
@@ -70,6 +76,14 @@ for ((i = 0; i < hosts; i++)); do
     ip -n "$ns" addr add "10.98.0.$((i + 1))/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up
+    for ((k = 1; k < nets; k++)); do
+        [ "$i" -eq 0 ] && { ip -n "$sw" link add "br$k" type bridge; ip -n "$sw" link set "br$k" up; }
+        ip link add "${tag}n${k}v$i" mtu "$mtu" type veth peer name "eth$k" mtu "$mtu" netns "$ns"
+        ip link set "${tag}n${k}v$i" netns "$sw"
+        ip -n "$sw" link set "${tag}n${k}v$i" master "br$k" up
+        ip -n "$ns" addr add "10.98.$k.$((i + 1))/24" dev "eth$k"
+        ip -n "$ns" link set "eth$k" up
+    done
     if [ "$delay" != 0 ]; then
         opts=(delay "${delay}ms")
         [ "$rate" != 0 ] && opts+=(rate "${rate}mbit")
@@ -85,6 +99,9 @@ for ((i = 0; i < hosts; i++)); do
     cmd=${cmds[0]}
     [ ${#cmds[@]} -gt 1 ] && cmd=${cmds[$i]}
     # setsid: each host's command gets its own process group, so a timeout kills all of it
+    for ((k = 1; k < 4; k++)); do
+        if [ "$k" -lt "$nets" ]; then export "TFAB_NET_IP$k=10.98.$k.$((i + 1))"; else unset "TFAB_NET_IP$k"; fi
+    done
     TFAB_NET_HOST=$i TFAB_NET_HOSTS=$hosts TFAB_NET_IP="10.98.0.$((i + 1))" TFAB_NET_IFACE=eth0 \
     TFAB_NET_PEERS="$peers" setsid ip netns exec "${tag}h$i" bash -c "$cmd" \
         >"$work/out$i" 2>&1 </dev/null &

@@ -1,7 +1,9 @@
 /* test_transport.c - the fabric over real TCP sockets between two fabrics in one process:
  * transfers 1 B .. 256 MiB verified byte for byte, eager/rendezvous boundaries, 1,000
  * concurrent transfers, credit exhaustion and recovery, receives too small, wrong cluster
- * token, malformed control frames, and a peer closing mid-transfer. */
+ * token, malformed control frames, a peer closing mid-transfer, and failover across ranked
+ * links (one link's sockets shut down mid-stream: every message arrives once, intact, in
+ * order), heartbeats failing a receive from a silent peer. */
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -17,6 +19,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 #include <tfab/tfab.h>
 #include "../common/pattern.h"
@@ -436,6 +441,189 @@ static void test_stalled_peer_times_out(void **state)
     tfab_pool_destroy(pool);
 }
 
+/* ---- ranked links ------------------------------------------------------------------------ */
+
+static tfab_fabric_t *ranked_fabric(tfab_pool_t *pool, const char *links, uint64_t timeout_ns,
+                                    uint64_t heartbeat_ns)
+{
+    tfab_fabric_params_t p = {
+        .field_mask = TFAB_FABRIC_PARAM_POOL | TFAB_FABRIC_PARAM_TOKEN | TFAB_FABRIC_PARAM_LINKS |
+                      TFAB_FABRIC_PARAM_TIMEOUT | TFAB_FABRIC_PARAM_HEARTBEAT,
+        .pool = pool, .links = links, .token = "secret", .timeout_ns = timeout_ns,
+        .heartbeat_ns = heartbeat_ns};
+    tfab_fabric_t *f = NULL;
+    assert_int_equal(tfab_fabric_create(&p, &f), TFAB_OK);
+    return f;
+}
+
+static void ranked_open(pair_t *pr, uint64_t timeout_ns, uint64_t heartbeat_ns)
+{
+    tfab_pool_params_t pp = {.field_mask = TFAB_POOL_PARAM_SIZE, .size = 512 * MiB};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(tfab_pool_create(&pp, &pr->pool[i]), TFAB_OK);
+    pr->fab[1] = ranked_fabric(pr->pool[1], "tcp 127.0.0.1:0, tcp 127.0.0.2:0", timeout_ns,
+                               heartbeat_ns);
+    pr->fab[0] = ranked_fabric(pr->pool[0], "tcp", timeout_ns, heartbeat_ns);
+    assert_int_equal(tfab_ep_connect(pr->fab[0], tfab_fabric_address(pr->fab[1]), &pr->ep[0]),
+                     TFAB_OK);
+    assert_int_equal(tfab_fabric_accept(pr->fab[1], 5000000000ull, &pr->ep[1]), TFAB_OK);
+    assert_non_null(strstr(tfab_ep_link(pr->ep[0]), "tcp 127.0.0.1:"));
+}
+
+/* Shut down every connected socket of this process whose local or remote port is port: a
+ * link failing with a socket error on both ends, mid-stream. Returns how many. */
+static int cut_port(int port)
+{
+    int            n = 0;
+    DIR           *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        int                fd = atoi(e->d_name);
+        struct sockaddr_in a, b;
+        socklen_t          al = sizeof(a), bl = sizeof(b);
+        if (fd <= 2 || getsockname(fd, (struct sockaddr *)&a, &al) != 0 ||
+            getpeername(fd, (struct sockaddr *)&b, &bl) != 0 || a.sin_family != AF_INET)
+            continue;
+        if (ntohs(a.sin_port) == port || ntohs(b.sin_port) == port) {
+            shutdown(fd, SHUT_RDWR);
+            n++;
+        }
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+#define FO_N 240
+
+static size_t fo_len(int i) { return (size_t)(i % 3 == 0 ? 100 + i * 31 : i % 3 == 1 ? 7000 : 300000 + i * 977); }
+
+/* Two links; the active one is cut after some messages arrived: the rest complete over the
+ * second, each once (all land in order under one tag), byte for byte; the switch is counted. */
+static void test_failover_ranked_links(void **state)
+{
+    pair_t pr;
+    ranked_open(&pr, 3000000000ull, 0);
+    const char *a    = tfab_fabric_address(pr.fab[1]);
+    int         port = atoi(strrchr(a, ':') + 1);
+    size_t      room = 300000 + FO_N * 977;
+    uint8_t    *src, *dst;
+    assert_int_equal(tfab_pool_alloc(pr.pool[0], FO_N * room, (void **)&src), TFAB_OK);
+    assert_int_equal(tfab_pool_alloc(pr.pool[1], FO_N * room, (void **)&dst), TFAB_OK);
+    static xfer_t xs[FO_N], xr[FO_N];
+    memset(xs, 0, sizeof(xs));
+    memset(xr, 0, sizeof(xr));
+    memset(dst, 0, FO_N * room);
+    for (int i = 0; i < FO_N; i++) {
+        pattern_fill(src + i * room, fo_len(i), 0x900 + (uint64_t)i, 0);
+        assert_int_equal(tfab_ep_recv(pr.ep[1], dst + i * room, room, 7, on_done, &xr[i]),
+                         TFAB_INPROGRESS);
+    }
+    int cut = 0;
+    for (int i = 0; i < FO_N; i++) {
+        tfab_status_t st;
+        while ((st = tfab_ep_send(pr.ep[0], src + i * room, fo_len(i), 7, on_done, &xs[i])) ==
+               TFAB_ERR_BUSY)
+            usleep(100);
+        assert_int_equal(st, TFAB_INPROGRESS);
+    }
+    assert_true(wait_all(xr, 20, 30)); /* some arrived over the first link, most did not */
+    cut = cut_port(port);
+    assert_true(cut >= 1);
+    assert_true(wait_all(xr, FO_N, 60));
+    assert_true(wait_all(xs, FO_N, 60));
+    for (int i = 0; i < FO_N; i++) {
+        assert_int_equal(xs[i].status, TFAB_OK);
+        assert_int_equal(xr[i].status, TFAB_OK);
+        assert_true(xr[i].len == fo_len(i)); /* in order: receive i got message i */
+        assert_true(pattern_check(dst + i * room, fo_len(i), 0x900 + (uint64_t)i, 0) == fo_len(i));
+        assert_true(checksum64(dst + i * room, fo_len(i)) == checksum64(src + i * room, fo_len(i)));
+    }
+    /* nothing more arrives: a duplicate would match this receive */
+    xfer_t extra = {0};
+    assert_int_equal(tfab_ep_recv(pr.ep[1], dst, room, 7, on_done, &extra), TFAB_INPROGRESS);
+    usleep(300000);
+    assert_false(atomic_load(&extra.done));
+    tfab_ep_stats_t s0, s1;
+    tfab_ep_get_stats(pr.ep[0], &s0);
+    tfab_ep_get_stats(pr.ep[1], &s1);
+    assert_true(s0.failovers == 1 && s1.failovers == 1);
+    print_message("failover: %d received before the cut, %llu messages re-issued\n", 20,
+                  (unsigned long long)s0.resent);
+    assert_non_null(strstr(tfab_ep_link(pr.ep[0]), "tcp 127.0.0.2:"));
+    /* still usable after the switch, both ways */
+    xfer_t y[2] = {0};
+    assert_int_equal(tfab_ep_recv(pr.ep[0], src, 5000, 9, on_done, &y[0]), TFAB_INPROGRESS);
+    assert_int_equal(tfab_ep_send(pr.ep[1], dst + room, 5000, 9, on_done, &y[1]), TFAB_INPROGRESS);
+    assert_true(wait_all(y, 2, 10));
+    assert_int_equal(y[0].status, TFAB_OK);
+    pair_close(&pr);
+}
+
+/* Heartbeats: a peer that goes silent (a child process, stopped with SIGSTOP: its sockets stay
+ * open, nothing says it died) fails a pending receive within the timeout; while it lived,
+ * heartbeats kept the idle receive pending. */
+static void test_heartbeat_silent_peer(void **state)
+{
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* the peer: a server that accepts and then only heartbeats */
+        tfab_pool_t       *pool;
+        tfab_pool_params_t pp = {.field_mask = TFAB_POOL_PARAM_SIZE, .size = 16 * MiB};
+        if (tfab_pool_create(&pp, &pool) != TFAB_OK)
+            _exit(1);
+        tfab_fabric_params_t p = {
+            .field_mask = TFAB_FABRIC_PARAM_POOL | TFAB_FABRIC_PARAM_TOKEN | TFAB_FABRIC_PARAM_LINKS |
+                          TFAB_FABRIC_PARAM_TIMEOUT | TFAB_FABRIC_PARAM_HEARTBEAT,
+            .pool = pool, .links = "tcp 127.0.0.1:0", .token = "secret",
+            .timeout_ns = 400000000ull, .heartbeat_ns = 50000000ull};
+        tfab_fabric_t *f;
+        tfab_ep_t     *ep;
+        if (tfab_fabric_create(&p, &f) != TFAB_OK)
+            _exit(1);
+        char addr[80];
+        snprintf(addr, sizeof(addr), "%s", tfab_fabric_address(f));
+        if (write(pfd[1], addr, sizeof(addr)) != (ssize_t)sizeof(addr) ||
+            tfab_fabric_accept(f, 5000000000ull, &ep) != TFAB_OK)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    char addr[80];
+    assert_int_equal(read(pfd[0], addr, sizeof(addr)), (ssize_t)sizeof(addr));
+    close(pfd[0]);
+    close(pfd[1]);
+    tfab_pool_t       *pool;
+    tfab_pool_params_t pp = {.field_mask = TFAB_POOL_PARAM_SIZE, .size = 16 * MiB};
+    assert_int_equal(tfab_pool_create(&pp, &pool), TFAB_OK);
+    tfab_fabric_t *cli = ranked_fabric(pool, "tcp", 400000000ull, 50000000ull);
+    tfab_ep_t     *ep;
+    assert_int_equal(tfab_ep_connect(cli, addr, &ep), TFAB_OK);
+    void *buf;
+    assert_int_equal(tfab_pool_alloc(pool, 4096, &buf), TFAB_OK);
+    xfer_t x = {0};
+    assert_int_equal(tfab_ep_recv(ep, buf, 4096, 1, on_done, &x), TFAB_INPROGRESS);
+    usleep(1000000); /* idle but alive: heartbeats keep the receive pending */
+    assert_false(atomic_load(&x.done));
+    tfab_ep_stats_t s;
+    tfab_ep_get_stats(ep, &s);
+    assert_true(s.heartbeats_sent >= 5);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kill(child, SIGSTOP);
+    assert_true(wait_all(&x, 1, 3));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_int_equal(x.status, TFAB_ERR_TIMEOUT);
+    assert_true(dt > 0.3 && dt < 1.5); /* the 400 ms timeout, give or take a heartbeat */
+    tfab_fabric_destroy(cli);
+    tfab_pool_destroy(pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +637,8 @@ int main(void)
         cmocka_unit_test(test_malformed_control),
         cmocka_unit_test(test_peer_closes_mid_transfer),
         cmocka_unit_test(test_stalled_peer_times_out),
+        cmocka_unit_test(test_failover_ranked_links),
+        cmocka_unit_test(test_heartbeat_silent_peer),
     };
     return cmocka_run_group_tests_name("transport_tcp", tests, NULL, NULL);
 }

@@ -6,11 +6,17 @@
  *          transfers in flight at once.
  *   bw:    --iters messages of --size bytes streamed with --window in flight; prints Gbit/s.
  *   lat:   ping-pong of --size bytes, --iters round trips; prints the median half round trip.
+ *   stream: --count messages of mixed sizes (1 KB .. 3 MB, eager and rendezvous) from client to
+ *          server, --window in flight, all under one tag; the server verifies each (length,
+ *          pattern: it arrived intact and in order) and after --pull-after of them runs
+ *          --pull-cmd (pull a cable mid-stream), then both compare a checksum of checksums,
+ *          check that nothing arrives twice, and print the endpoint's failover counters.
  *
  *   xfer_peer --listen IP:PORT [--token T] MODE [options]
  *   xfer_peer --connect IP:PORT [--token T] MODE [options]
  * --wait S: how long to wait for the peer, and for any one transfer (default 120 s).
- * --backend tcp|verbs.
+ * --backend tcp|verbs. --links "tcp IP:PORT, tcp IP:PORT": ranked links (failover) instead.
+ * --timeout-ms, --heartbeat-ms: the fabric's transfer timeout and heartbeat interval.
  * --progress thread|manual: the fabric's progress thread, or busy polling from the waiting
  *   thread (default: manual for bw and lat, thread for check).
  * Exit 0 only when every transfer completed and verified. */
@@ -189,6 +195,80 @@ static void run_bw(int server, size_t size, int iters, int window)
     free(xs);
 }
 
+static size_t stream_len(int i)
+{
+    static const size_t sizes[] = {1000, 8000, 200000, 1 << 20, 3 << 20, 4096, 65536};
+    return sizes[i % 7] + (size_t)i;
+}
+
+static void run_stream(int server, int count, int window, int pull_after, const char *pull_cmd)
+{
+    size_t    room = (3u << 20) + (size_t)count;
+    uint8_t  *bufs = palloc(room * (size_t)window);
+    xfer_t   *xs   = calloc((size_t)window, sizeof(*xs));
+    int      *idx  = calloc((size_t)window, sizeof(int));
+    uint64_t *sum  = palloc(16);
+    uint64_t  acc  = 0;
+    xfer_t    a;
+    for (int i = 0; i < count + window; i++) {
+        int s = i % window;
+        uint8_t *b = bufs + (size_t)s * room;
+        if (i >= window) { /* slot s held message i - window */
+            int k = idx[s];
+            wait_one(&xs[s], server ? "a stream receive" : "a stream send");
+            if (server) {
+                if (xs[s].len != stream_len(k))
+                    FAIL("message %d: %zu bytes, expected %zu (lost, duplicated or reordered)", k,
+                         xs[s].len, stream_len(k));
+                size_t bad = pattern_check(b, stream_len(k), 0x7000 + (uint64_t)k, 0);
+                if (bad != stream_len(k))
+                    FAIL("message %d (%zu bytes) corrupt at offset %zu", k, stream_len(k), bad);
+                acc += checksum64(b, stream_len(k)) * (uint64_t)(2 * k + 1);
+                if (k + 1 == pull_after && pull_cmd) {
+                    printf("server: %d messages verified, pulling: %s\n", k + 1, pull_cmd);
+                    if (system(pull_cmd) != 0)
+                        FAIL("'%s' failed", pull_cmd);
+                }
+            } else {
+                acc += checksum64(b, stream_len(k)) * (uint64_t)(2 * k + 1);
+            }
+        }
+        if (i >= count)
+            continue;
+        idx[s] = i;
+        if (server) {
+            xrecv(b, room, 6, &xs[s]);
+        } else {
+            pattern_fill(b, stream_len(i), 0x7000 + (uint64_t)i, 0);
+            xsend(b, stream_len(i), 6, &xs[s]);
+        }
+    }
+    /* one more receive under the stream's tag: a duplicate would land here */
+    if (server) {
+        xfer_t extra;
+        xrecv(bufs, room, 6, &extra);
+        usleep(500000);
+        if (atomic_load(&extra.done))
+            FAIL("a message arrived twice (%zu bytes after the last one)", extra.len);
+        sum[0] = acc;
+        xsend(sum, 8, 7, &a);
+        wait_one(&a, "the stream checksum");
+        printf("server: stream %d messages verified, checksum %016" PRIx64 "\n", count, acc);
+    } else {
+        xrecv(sum, 8, 7, &a);
+        wait_one(&a, "the stream checksum");
+        if (sum[0] != acc)
+            FAIL("stream checksum %016" PRIx64 " from the server != ours %016" PRIx64, sum[0], acc);
+        printf("client: stream %d messages, checksums equal %016" PRIx64 "\n", count, acc);
+    }
+    tfab_ep_stats_t st;
+    tfab_ep_get_stats(ep, &st);
+    printf("%s: failovers %" PRIu64 " resent %" PRIu64 " link now %s\n", server ? "server" : "client",
+           st.failovers, st.resent, tfab_ep_link(ep));
+    free(xs);
+    free(idx);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -224,7 +304,9 @@ static void run_lat(int server, size_t size, int iters)
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *connect_to = NULL, *token = "tfab-test", *mode = NULL;
-    const char *progress = NULL, *backend = "tcp";
+    const char *progress = NULL, *backend = "tcp", *links = NULL, *pull_cmd = NULL;
+    int         count = 300, pull_after = 0;
+    uint64_t    timeout_ms = 0, heartbeat_ms = 0;
     uint64_t    max = 64ull << 20, size = 1ull << 20, pool_size = 1ull << 30;
     int         iters = 100, window = 16, concurrent = 1000;
     for (int i = 1; i < argc; i++) {
@@ -247,6 +329,18 @@ int main(int argc, char **argv)
             window = atoi(argv[++i]);
         else if (strcmp(a, "--backend") == 0 && v)
             backend = argv[++i];
+        else if (strcmp(a, "--links") == 0 && v)
+            links = argv[++i];
+        else if (strcmp(a, "--pull-cmd") == 0 && v)
+            pull_cmd = argv[++i];
+        else if (strcmp(a, "--pull-after") == 0 && v)
+            pull_after = atoi(argv[++i]);
+        else if (strcmp(a, "--count") == 0 && v)
+            count = atoi(argv[++i]);
+        else if (strcmp(a, "--timeout-ms") == 0 && v)
+            timeout_ms = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--heartbeat-ms") == 0 && v)
+            heartbeat_ms = strtoull(argv[++i], NULL, 10);
         else if (strcmp(a, "--progress") == 0 && v)
             progress = argv[++i];
         else if (strcmp(a, "--wait") == 0 && v)
@@ -274,6 +368,19 @@ int main(int argc, char **argv)
                       TFAB_FABRIC_PARAM_BACKEND | (listen ? TFAB_FABRIC_PARAM_LISTEN : 0),
         .pool = pool, .token = token, .listen = listen, .backend = backend,
         .progress = manual ? TFAB_PROGRESS_MANUAL : TFAB_PROGRESS_THREAD};
+    if (links) { /* ranked links replace listen and backend; --listen still says "serve" */
+        fp.field_mask = (fp.field_mask & ~(uint64_t)(TFAB_FABRIC_PARAM_LISTEN | TFAB_FABRIC_PARAM_BACKEND)) |
+                        TFAB_FABRIC_PARAM_LINKS;
+        fp.links = links;
+    }
+    if (timeout_ms) {
+        fp.field_mask |= TFAB_FABRIC_PARAM_TIMEOUT;
+        fp.timeout_ns = timeout_ms * 1000000ull;
+    }
+    if (heartbeat_ms) {
+        fp.field_mask |= TFAB_FABRIC_PARAM_HEARTBEAT;
+        fp.heartbeat_ns = heartbeat_ms * 1000000ull;
+    }
     if (tfab_fabric_create(&fp, &fab) != TFAB_OK)
         FAIL("cannot create the fabric");
     tfab_status_t st;
@@ -295,6 +402,8 @@ int main(int argc, char **argv)
         run_bw(server, size, iters, window);
     else if (strcmp(mode, "lat") == 0)
         run_lat(server, size, iters);
+    else if (strcmp(mode, "stream") == 0)
+        run_stream(server, count, window, pull_after, pull_cmd);
     else
         FAIL("unknown mode '%s'", mode);
     tfab_fabric_destroy(fab);

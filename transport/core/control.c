@@ -37,9 +37,14 @@ tfab_status_t tfab_ctl_decode(const uint8_t *buf, size_t len, Tfab__Control **ms
             bad = "hello.backends must list 1 to 8 links";
         else if (!str_ok(h->node))
             bad = "hello.node too long";
+        else if (h->n_links > CTL_MAX_LINKS)
+            bad = "hello.links lists more than 8 links";
         for (size_t i = 0; !bad && i < h->n_backends; i++)
             if (!str_ok(h->backends[i]) || h->backends[i][0] == '\0')
                 bad = "hello.backends has an empty or too long entry";
+        for (size_t i = 0; !bad && i < h->n_links; i++)
+            if (!str_ok(h->links[i]) || strchr(h->links[i], ' ') == NULL)
+                bad = "hello.links has an entry that is not 'backend address'";
         break;
     }
     case TFAB__CONTROL__MSG_AUTH:
@@ -47,10 +52,28 @@ tfab_status_t tfab_ctl_decode(const uint8_t *buf, size_t len, Tfab__Control **ms
             bad = "auth.proof must be 32 bytes";
         else if (!str_ok(m->auth->link) || m->auth->link[0] == '\0')
             bad = "auth.link missing or too long";
+        else if (m->auth->n_link_set > CTL_MAX_LINKS)
+            bad = "auth.link_set lists more than 8 links";
+        else if (m->auth->session.len != 0 && m->auth->session.len != CTL_SESSION_LEN)
+            bad = "auth.session must be empty or 16 bytes";
+        else if (m->auth->join > CTL_MAX_LINKS || (m->auth->join != 0) != (m->auth->session.len != 0))
+            bad = "auth.join must name a link (1..8) exactly when a session is given";
+        for (size_t i = 0; !bad && i < m->auth->n_link_set; i++)
+            if (m->auth->link_set[i] >= CTL_MAX_LINKS)
+                bad = "auth.link_set names a link index out of range";
         break;
     case TFAB__CONTROL__MSG_WELCOME:
         if (!str_ok(m->welcome->link) || m->welcome->credits == 0 || m->welcome->eager_max == 0)
             bad = "welcome needs link, credits and eager_max";
+        else if (m->welcome->session.len != 0 && m->welcome->session.len != CTL_SESSION_LEN)
+            bad = "welcome.session must be empty or 16 bytes";
+        break;
+    case TFAB__CONTROL__MSG_READY:
+        if (m->ready->n_links > CTL_MAX_LINKS)
+            bad = "ready.links lists more than 8 links";
+        for (size_t i = 0; !bad && i < m->ready->n_links; i++)
+            if (m->ready->links[i] >= CTL_MAX_LINKS)
+                bad = "ready.links names a link index out of range";
         break;
     case TFAB__CONTROL__MSG_ERROR:
         if (!str_ok(m->error->message))

@@ -8,8 +8,10 @@
 
 #define CTL_MAX_FRAME  4096u
 #define CTL_NONCE_LEN  32u
-#define CTL_PROTO_MAJOR 1u
+#define CTL_PROTO_MAJOR 2u /* 2: cumulative credit counts, sequence numbers and ACKs */
 #define CTL_PROTO_MINOR 0u
+#define CTL_MAX_LINKS   8u  /* ranked links per peer */
+#define CTL_SESSION_LEN 16u
 
 /* Decode and validate one Control message body (without the length prefix): known oneof
  * case, nonce/proof sizes, bounded strings and lists. On error writes a reason naming the

@@ -13,8 +13,6 @@
 
 #define MOD "handshake"
 
-/* The links a fabric offers: its one backend (several, ranked, come with failover). */
-#define N_OUR_BACKENDS 1
 
 static void proof(const tfab_fabric_t *f, const char *label, const uint8_t *n1, const uint8_t *n2,
                   uint8_t out[32])
@@ -92,9 +90,20 @@ static tfab_status_t send_hello(tfab_fabric_t *f, int fd, const uint8_t *nonce,
     node[sizeof(node) - 1] = '\0';
     h.major                = CTL_PROTO_MAJOR;
     h.minor                = CTL_PROTO_MINOR;
-    const char *backends[N_OUR_BACKENDS] = {f->tl->name};
-    h.n_backends           = N_OUR_BACKENDS;
+    const char *backends[FAB_MAX_TLS];
+    char        links[EP_MAX_LINKS][112];
+    char       *link_ptrs[EP_MAX_LINKS];
+    for (unsigned k = 0; k < f->n_tls; k++)
+        backends[k] = f->tls[k]->name;
+    for (unsigned k = 0; k < f->n_links; k++) {
+        snprintf(links[k], sizeof(links[k]), "%s %s", f->tls[f->links[k].tl]->name,
+                 f->links[k].address[0] ? f->links[k].address : "-");
+        link_ptrs[k] = links[k];
+    }
+    h.n_backends           = f->n_tls;
     h.backends             = (char **)backends;
+    h.n_links              = f->n_links;
+    h.links                = link_ptrs;
     h.nonce                = (ProtobufCBinaryData){CTL_NONCE_LEN, (uint8_t *)nonce};
     if (proof_or_null)
         h.proof = (ProtobufCBinaryData){32, (uint8_t *)proof_or_null};
@@ -104,16 +113,41 @@ static tfab_status_t send_hello(tfab_fabric_t *f, int fd, const uint8_t *nonce,
     return tfab_ctl_send(fd, &c, deadline);
 }
 
+/* Our backend named name (its index), or -1. */
+static int our_tl(const tfab_fabric_t *f, const char *name, size_t len)
+{
+    for (unsigned k = 0; k < f->n_tls; k++)
+        if (strlen(f->tls[k]->name) == len && strncmp(f->tls[k]->name, name, len) == 0)
+            return (int)k;
+    return -1;
+}
+
 /* The first of our backends the peer also offers, or NULL. */
 static const char *common_link(const tfab_fabric_t *f, const Tfab__Hello *h)
 {
     for (size_t k = 0; k < h->n_backends; k++)
-        if (strcmp(f->tl->name, h->backends[k]) == 0)
-            return f->tl->name;
+        if (our_tl(f, h->backends[k], strlen(h->backends[k])) >= 0)
+            return h->backends[k];
     return NULL;
 }
 
-tfab_status_t tfab_handshake_client(tfab_fabric_t *f, int fd, const char *peer)
+/* Ranked links, client opening a session: of the server's links, those we can open, in the
+ * server's order (both ends read it from the same topology file). */
+static unsigned choose_links(const tfab_fabric_t *f, const Tfab__Hello *h, hs_result_t *res)
+{
+    res->n_set = res->n_names = 0;
+    for (size_t k = 0; k < h->n_links && k < EP_MAX_LINKS; k++) {
+        snprintf(res->names[k], sizeof(res->names[k]), "%s", h->links[k]);
+        res->n_names++;
+        const char *sp = strchr(h->links[k], ' ');
+        if (our_tl(f, h->links[k], (size_t)(sp - h->links[k])) >= 0)
+            res->set[res->n_set++] = (unsigned)k;
+    }
+    return res->n_set;
+}
+
+tfab_status_t tfab_handshake_client(tfab_fabric_t *f, int fd, const char *peer,
+                                    const uint8_t *session, unsigned join, hs_result_t *res)
 {
     uint64_t      deadline = tfab_core_now_ns() + f->timeout_ns;
     uint8_t       nc[CTL_NONCE_LEN], want[32];
@@ -139,7 +173,26 @@ tfab_status_t tfab_handshake_client(tfab_fabric_t *f, int fd, const char *peer)
         st = TFAB_ERR_AUTH;
         goto out;
     }
+    if ((h->n_links > 0) != (f->n_links > 0)) {
+        TFAB_ERROR(MOD, "%s %s ranked links and we %s: configure links on both sides or on "
+                   "neither", peer, h->n_links ? "offers" : "does not offer",
+                   f->n_links ? "do" : "do not");
+        send_error(fd, TFAB__ERROR__CODE__NO_COMMON_LINK, "ranked links on one side only",
+                   deadline);
+        st = TFAB_ERR_UNSUPPORTED;
+        goto out;
+    }
     const char *link = common_link(f, h);
+    if (f->n_links > 0 && session == NULL && choose_links(f, h, res) == 0)
+        link = NULL;
+    if (f->n_links > 0 && session != NULL) {
+        if (join == 0 || join > h->n_links) {
+            st = TFAB_ERR_PROTO;
+            goto out;
+        }
+        const char *l = h->links[join - 1];
+        link          = our_tl(f, l, (size_t)(strchr(l, ' ') - l)) >= 0 ? l : NULL;
+    }
     if (link == NULL) {
         TFAB_ERROR(MOD, "%s offers %s%s, we offer %s: no common link", peer, h->backends[0],
                    h->n_backends > 1 ? ", ..." : "", f->tl->name);
@@ -153,6 +206,16 @@ tfab_status_t tfab_handshake_client(tfab_fabric_t *f, int fd, const char *peer)
     proof(f, "tfab-client", h->nonce.data, nc, mine);
     a.proof    = (ProtobufCBinaryData){32, mine};
     a.link     = (char *)link;
+    uint32_t set[EP_MAX_LINKS];
+    if (f->n_links > 0 && session == NULL) {
+        for (unsigned k = 0; k < res->n_set; k++)
+            set[k] = res->set[k];
+        a.n_link_set = res->n_set;
+        a.link_set   = set;
+    } else if (session != NULL) {
+        a.session = (ProtobufCBinaryData){CTL_SESSION_LEN, (uint8_t *)session};
+        a.join    = join;
+    }
     c.msg_case = TFAB__CONTROL__MSG_AUTH;
     c.auth     = &a;
     if ((st = tfab_ctl_send(fd, &c, deadline)) != TFAB_OK)
@@ -161,12 +224,24 @@ tfab_status_t tfab_handshake_client(tfab_fabric_t *f, int fd, const char *peer)
     m = NULL;
     if ((st = expect(fd, deadline, TFAB__CONTROL__MSG_WELCOME, peer, &m)) != TFAB_OK)
         return st;
-    if (m->welcome->credits != f->credits || m->welcome->eager_max != f->eager_max) {
-        TFAB_ERROR(MOD, "%s runs with credits %u and eager_max %llu, we with %u and %zu: "
-                   "configure both alike", peer, m->welcome->credits,
-                   (unsigned long long)m->welcome->eager_max, f->credits, f->eager_max);
+    if (m->welcome->credits != f->credits || m->welcome->eager_max != f->eager_max ||
+        m->welcome->heartbeat_ns != f->heartbeat_ns) {
+        TFAB_ERROR(MOD, "%s runs with credits %u, eager_max %llu and heartbeat %llu ns, we with "
+                   "%u, %zu and %llu: configure both alike", peer, m->welcome->credits,
+                   (unsigned long long)m->welcome->eager_max,
+                   (unsigned long long)m->welcome->heartbeat_ns, f->credits, f->eager_max,
+                   (unsigned long long)f->heartbeat_ns);
         st = TFAB_ERR_PROTO;
         goto out;
+    }
+    if (f->n_links > 0 && session == NULL) {
+        if (m->welcome->session.len != CTL_SESSION_LEN) {
+            TFAB_ERROR(MOD, "%s opened no session for our ranked links", peer);
+            st = TFAB_ERR_PROTO;
+            goto out;
+        }
+        memcpy(res->session, m->welcome->session.data, CTL_SESSION_LEN);
+        res->has_session = 1;
     }
     TFAB_INFO(MOD, "connected to %s over %s", peer, m->welcome->link);
 out:
@@ -175,7 +250,8 @@ out:
     return st;
 }
 
-tfab_status_t tfab_handshake_server(tfab_fabric_t *f, int fd, const char *peer)
+tfab_status_t tfab_handshake_server(tfab_fabric_t *f, int fd, const char *peer,
+                                    hs_result_t *res)
 {
     uint64_t      deadline = tfab_core_now_ns() + f->timeout_ns;
     uint8_t       ns[CTL_NONCE_LEN], nc[CTL_NONCE_LEN], p[32], want[32];
@@ -194,7 +270,16 @@ tfab_status_t tfab_handshake_server(tfab_fabric_t *f, int fd, const char *peer)
         return TFAB_ERR_PROTO;
     }
     memcpy(nc, h->nonce.data, CTL_NONCE_LEN);
+    int peer_ranked = h->n_links > 0;
     tfab__control__free_unpacked(m, NULL);
+    if (peer_ranked != (f->n_links > 0)) {
+        TFAB_ERROR(MOD, "%s %s ranked links and we %s: configure links on both sides or on "
+                   "neither", peer, peer_ranked ? "offers" : "does not offer",
+                   f->n_links ? "do" : "do not");
+        send_error(fd, TFAB__ERROR__CODE__NO_COMMON_LINK, "ranked links on one side only",
+                   deadline);
+        return TFAB_ERR_UNSUPPORTED;
+    }
     if ((st = make_nonce(ns)) != TFAB_OK)
         return st;
     proof(f, "tfab-server", nc, ns, p);
@@ -210,17 +295,53 @@ tfab_status_t tfab_handshake_server(tfab_fabric_t *f, int fd, const char *peer)
         tfab__control__free_unpacked(m, NULL);
         return TFAB_ERR_AUTH;
     }
-    int known = strcmp(f->tl->name, m->auth->link) == 0;
+    const char *sp    = strchr(m->auth->link, ' ');
+    int         tl    = our_tl(f, m->auth->link, sp ? (size_t)(sp - m->auth->link)
+                                                    : strlen(m->auth->link));
+    int         known = tl >= 0;
+    const char *bad   = known ? NULL : "chosen link not offered";
+    memset(res, 0, sizeof(*res));
+    if (!bad && f->n_links > 0) {
+        Tfab__Auth *a = m->auth;
+        if (a->join) {
+            memcpy(res->session, a->session.data, CTL_SESSION_LEN);
+            res->has_session = 1;
+            res->join        = a->join;
+            if (a->join > f->n_links)
+                bad = "join names a link we do not offer";
+            else if (!tfab_fabric_session_known(f, res->session))
+                bad = "join names no session of ours";
+        } else if (a->n_link_set == 0) {
+            bad = "no link chosen";
+        } else {
+            res->n_set = (unsigned)a->n_link_set;
+            for (size_t k = 0; k < a->n_link_set; k++) {
+                res->set[k] = a->link_set[k];
+                for (size_t j = 0; j < k; j++)
+                    if (a->link_set[j] == a->link_set[k])
+                        bad = "link_set names a link twice";
+                if (a->link_set[k] >= f->n_links)
+                    bad = "link_set names a link we do not offer";
+            }
+            if (!bad && getrandom(res->session, CTL_SESSION_LEN, 0) != (ssize_t)CTL_SESSION_LEN)
+                bad = "no randomness for a session";
+            res->has_session = 1;
+        }
+    }
     tfab__control__free_unpacked(m, NULL);
-    if (!known) {
-        send_error(fd, TFAB__ERROR__CODE__NO_COMMON_LINK, "chosen link not offered", deadline);
+    if (bad) {
+        TFAB_ERROR(MOD, "%s: %s", peer, bad);
+        send_error(fd, TFAB__ERROR__CODE__NO_COMMON_LINK, bad, deadline);
         return TFAB_ERR_PROTO;
     }
     Tfab__Control c = TFAB__CONTROL__INIT;
     Tfab__Welcome w = TFAB__WELCOME__INIT;
-    w.link          = (char *)f->tl->name;
+    w.link          = (char *)f->tls[tl]->name;
     w.credits       = f->credits;
     w.eager_max     = f->eager_max;
+    w.heartbeat_ns  = f->heartbeat_ns;
+    if (f->n_links > 0 && !res->join)
+        w.session = (ProtobufCBinaryData){CTL_SESSION_LEN, res->session};
     c.msg_case      = TFAB__CONTROL__MSG_WELCOME;
     c.welcome       = &w;
     if ((st = tfab_ctl_send(fd, &c, deadline)) != TFAB_OK)

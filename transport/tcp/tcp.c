@@ -34,7 +34,7 @@ typedef struct tcp_frame {
 typedef struct tcp_domain tcp_domain_t;
 
 typedef struct tcp_ep {
-    tfab_ep_t    *ep;
+    tfab_link_t  *link;
     tcp_domain_t *dom;
     int           fd;
     int           dead;
@@ -73,8 +73,9 @@ static void bury(tcp_domain_t *d)
     }
 }
 
-static tfab_status_t tcp_domain_open(tfab_fabric_t *fabric, void **domain_p)
+static tfab_status_t tcp_domain_open(tfab_fabric_t *fabric, const char *listen, void **domain_p)
 {
+    (void)listen; /* the core accepts TCP links and hands each socket over */
     tcp_domain_t *d = calloc(1, sizeof(*d));
     if (d == NULL)
         return TFAB_ERR_NOMEM;
@@ -111,7 +112,7 @@ static void tcp_domain_close(void *domain)
     free(d);
 }
 
-static tfab_status_t tcp_ep_open(void *domain, tfab_ep_t *ep, int fd, int is_server,
+static tfab_status_t tcp_ep_open(void *domain, tfab_link_t *link, int fd, int is_server,
                                  uint64_t deadline_ns, void **tl_ep_p)
 {
     tcp_domain_t *d = domain;
@@ -126,17 +127,23 @@ static tfab_status_t tcp_ep_open(void *domain, tfab_ep_t *ep, int fd, int is_ser
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    t->ep  = ep;
-    t->dom = d;
-    t->fd  = fd;
+    t->link = link;
+    t->dom  = d;
+    t->fd   = fd;
+    /* published before epoll can report the socket: the first frame's upcalls need it */
+    tfab_core_lock(d->fabric);
+    *tl_ep_p              = t;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = t};
-    if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    int                rc = epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0)
+        *tl_ep_p = NULL;
+    tfab_core_unlock(d->fabric);
+    if (rc != 0) {
         TFAB_ERROR(MOD, "epoll_ctl(ADD) failed: %s", strerror(errno));
         free(t->tx);
         free(t);
         return TFAB_ERR_IO;
     }
-    *tl_ep_p = t;
     return TFAB_OK;
 }
 
@@ -207,7 +214,7 @@ static void fail(tcp_ep_t *t, tfab_status_t st, const char *why)
         return;
     t->dead = 1;
     detach(t);
-    tfab_core_ep_failed(t->ep, st, why);
+    tfab_core_link_failed(t->link, st, why);
 }
 
 static void set_want_out(tcp_ep_t *t, int on)
@@ -237,7 +244,9 @@ static void flush(tcp_ep_t *t)
             if (f->len > off)
                 iov[n++] = (struct iovec){(void *)(f->payload + off), f->len - off};
         }
-        ssize_t w = writev(t->fd, iov, n);
+        /* sendmsg, not writev: a peer that reset the connection must not SIGPIPE us */
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t       w  = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -259,7 +268,7 @@ static void flush(tcp_ep_t *t)
             t->tx_head = (t->tx_head + 1) % TX_CAP;
             t->tx_count--;
             if (ctx != NULL)
-                tfab_core_tx_done(t->ep, ctx);
+                tfab_core_tx_done(t->link, ctx);
         }
     }
     set_want_out(t, t->tx_count > 0 && !t->dead);
@@ -313,7 +322,7 @@ static void drain(tcp_ep_t *t)
                 continue;
             /* a whole header: ask the core where its payload goes */
             void         *dest = NULL;
-            tfab_status_t st   = tfab_core_rx_header(t->ep, &t->rx_hdr, &dest);
+            tfab_status_t st   = tfab_core_rx_header(t->link, &t->rx_hdr, &dest);
             if (st != TFAB_OK) {
                 fail(t, st, "malformed frame");
                 return;
@@ -331,7 +340,7 @@ static void drain(tcp_ep_t *t)
             wire_hdr_t hdr = t->rx_hdr;
             void      *dst = t->rx_dest;
             t->rx_hdr_got  = 0;
-            tfab_core_rx_done(t->ep, &hdr, dst);
+            tfab_core_rx_done(t->link, &hdr, dst);
         }
     }
 }

@@ -38,7 +38,7 @@ typedef struct {
 typedef struct verbs_domain verbs_domain_t;
 
 typedef struct verbs_ep {
-    tfab_ep_t          *ep;
+    tfab_link_t        *link;
     verbs_domain_t     *dom;
     struct rdma_cm_id  *id;
     int                 dead;
@@ -194,7 +194,7 @@ out:
     return st;
 }
 
-static tfab_status_t verbs_domain_open(tfab_fabric_t *f, void **domain_p)
+static tfab_status_t verbs_domain_open(tfab_fabric_t *f, const char *listen, void **domain_p)
 {
     verbs_domain_t *d = calloc(1, sizeof(*d));
     if (d == NULL)
@@ -209,22 +209,22 @@ static tfab_status_t verbs_domain_open(tfab_fabric_t *f, void **domain_p)
         goto err;
     }
     set_nonblock(d->cm_ch->fd);
-    if (f->address[0]) { /* listening: a queue pair listener on the same ip:port */
+    if (listen) { /* listening: a queue pair listener on the same ip:port */
         struct sockaddr_storage ss;
-        if (parse_ipport(f->address, &ss) != 0) {
-            TFAB_ERROR(MOD, "verbs needs an IPv4 listen address, not %s", f->address);
+        if (parse_ipport(listen, &ss) != 0) {
+            TFAB_ERROR(MOD, "verbs needs an IPv4 listen address, not %s", listen);
             goto err;
         }
         if ((d->listen_ch = rdma_create_event_channel()) == NULL ||
             rdma_create_id(d->listen_ch, &d->listen_id, NULL, RDMA_PS_TCP) != 0 ||
             rdma_bind_addr(d->listen_id, (struct sockaddr *)&ss) != 0 || d->listen_id->verbs == NULL) {
             TFAB_ERROR(MOD, "no RDMA device carries %s (rdma_bind_addr: %s): use backend tcp, or "
-                       "listen on the address of an RDMA port (`tfab devices`)", f->address,
+                       "listen on the address of an RDMA port (`tfab devices`)", listen,
                        strerror(errno));
             goto err;
         }
         if (rdma_listen(d->listen_id, 16) != 0) {
-            TFAB_ERROR(MOD, "rdma_listen on %s: %s", f->address, strerror(errno));
+            TFAB_ERROR(MOD, "rdma_listen on %s: %s", listen, strerror(errno));
             goto err;
         }
         if (dev_init(d, d->listen_id->verbs, d->listen_id->port_num ? d->listen_id->port_num : 1) != TFAB_OK)
@@ -480,17 +480,19 @@ static tfab_status_t ready_barrier(int fd, int is_server, uint64_t deadline_ns)
     }
 }
 
+/* Windows first: a bound window holds a reference on its queue pair, and rxe's destroy of a
+ * queue pair still referenced waits (seconds, while its device is being removed). */
 static void free_ep(verbs_ep_t *v)
 {
     tfab_pool_t *pool = v->dom->fabric->pool;
+    for (unsigned i = 0; v->mws && i < v->n_mw; i++)
+        if (v->mws[i])
+            ibv_dealloc_mw(v->mws[i]);
     if (v->id) {
         if (v->id->qp)
             rdma_destroy_qp(v->id);
         rdma_destroy_id(v->id);
     }
-    for (unsigned i = 0; v->mws && i < v->n_mw; i++)
-        if (v->mws[i])
-            ibv_dealloc_mw(v->mws[i]);
     free(v->mws);
     free(v->mw_free);
     tfab_pool_free(pool, v->slots);
@@ -500,7 +502,7 @@ static void free_ep(verbs_ep_t *v)
     free(v);
 }
 
-static tfab_status_t verbs_ep_open(void *domain, tfab_ep_t *ep, int fd, int is_server,
+static tfab_status_t verbs_ep_open(void *domain, tfab_link_t *link, int fd, int is_server,
                                    uint64_t deadline_ns, void **tl_ep_p)
 {
     verbs_domain_t *d = domain;
@@ -508,7 +510,7 @@ static tfab_status_t verbs_ep_open(void *domain, tfab_ep_t *ep, int fd, int is_s
     verbs_ep_t     *v = calloc(1, sizeof(*v));
     if (v == NULL)
         return TFAB_ERR_NOMEM;
-    v->ep        = ep;
+    v->link      = link;
     v->dom       = d;
     v->n_slots   = f->credits + RQ_EXTRA;
     v->slot_size = sizeof(wire_hdr_t) + f->eager_max;
@@ -561,7 +563,7 @@ static void fail(verbs_ep_t *v, tfab_status_t st, const char *why)
     if (v->dead)
         return;
     v->dead = 1;
-    tfab_core_ep_failed(v->ep, st, why);
+    tfab_core_link_failed(v->link, st, why);
 }
 
 /* Called with the fabric lock held; freed at the next progress round. */
@@ -615,7 +617,7 @@ static tfab_status_t verbs_ep_post(void *tl_ep, const wire_hdr_t *hdr, const voi
     if (sizeof(wire_hdr_t) + body <= d->max_inline)
         wr[n].send_flags |= IBV_SEND_INLINE;
     if (ibv_post_send(v->id->qp, &wr[0], &bad) != 0) {
-        TFAB_ERROR(MOD, "%s: ibv_post_send: %s", tfab_ep_link(v->ep), strerror(errno));
+        TFAB_ERROR(MOD, "%s: ibv_post_send: %s", tfab_core_link_name(v->link), strerror(errno));
         return TFAB_ERR_IO;
     }
     TFAB_TRACE(MOD, "qp %u: posted frame %u op %u len %zu (%u wqe%s)", v->id->qp->qp_num, i,
@@ -634,7 +636,7 @@ static tfab_status_t post_unsignaled(verbs_ep_t *v, struct ibv_send_wr *wr)
     if (v->wqe_used + 1 > v->dom->max_send_wr)
         return TFAB_ERR_BUSY;
     if (ibv_post_send(v->id->qp, wr, &bad) != 0) {
-        TFAB_ERROR(MOD, "%s: ibv_post_send(%s): %s", tfab_ep_link(v->ep),
+        TFAB_ERROR(MOD, "%s: ibv_post_send(%s): %s", tfab_core_link_name(v->link),
                    wr->opcode == IBV_WR_BIND_MW ? "bind window" : "invalidate", strerror(errno));
         return TFAB_ERR_IO;
     }
@@ -701,14 +703,14 @@ static void on_recv(verbs_ep_t *v, const struct ibv_wc *wc)
         return;
     }
     void         *dest = NULL;
-    tfab_status_t st   = tfab_core_rx_header(v->ep, &h, &dest);
+    tfab_status_t st   = tfab_core_rx_header(v->link, &h, &dest);
     if (st != TFAB_OK) {
         fail(v, st, "malformed frame");
         return;
     }
     if (h.op == WIRE_EAGER && dest != NULL && body)
         memcpy(dest, slot + sizeof(h), body);
-    tfab_core_rx_done(v->ep, &h, dest); /* DATA: the payload was RDMA-written before this */
+    tfab_core_rx_done(v->link, &h, dest); /* DATA: the payload was RDMA-written before this */
     if (!v->dead && post_slot(v, (unsigned)wc->wr_id) != TFAB_OK)
         fail(v, TFAB_ERR_IO, "reposting a receive failed");
 }
@@ -743,7 +745,7 @@ static void handle_wc(verbs_domain_t *d, const struct ibv_wc *wc)
     v->sq_head = (v->sq_head + 1) % SQ_DEPTH;
     v->sq_used--;
     if (ctx != NULL)
-        tfab_core_tx_done(v->ep, ctx);
+        tfab_core_tx_done(v->link, ctx);
 }
 
 static void handle_cm_events(verbs_domain_t *d)
@@ -764,14 +766,16 @@ static int verbs_progress(void *domain, int timeout_ms)
 {
     verbs_domain_t *d = domain;
     tfab_core_lock(d->fabric);
-    while (d->graveyard) {
-        verbs_ep_t *v = d->graveyard;
-        d->graveyard  = v->next;
-        free_ep(v);
-    }
+    verbs_ep_t *dead = d->graveyard; /* freed unlocked: teardown may block in the kernel */
+    d->graveyard     = NULL;
     struct ibv_cq           *cq  = d->cq; /* set once by dev_init, under the lock */
     struct ibv_comp_channel *cch = d->cch;
     tfab_core_unlock(d->fabric);
+    while (dead) {
+        verbs_ep_t *v = dead;
+        dead          = v->next;
+        free_ep(v);
+    }
     struct ibv_wc wc[CQ_BATCH];
     int           n = cq ? ibv_poll_cq(cq, CQ_BATCH, wc) : 0;
     if (n == 0 && timeout_ms > 0) {
