@@ -26,6 +26,7 @@ static void usage(FILE *out)
             "  --model PATH      default model (default: the built-in tfab-tiny)\n"
             "  --models-dir DIR  more models, by file stem\n"
             "  --help-config     every key, its variable, flag, default and meaning\n"
+            "  --print-config    print the configuration that would be used, and exit\n"
             "\n"
             "Precedence, later wins: defaults, the file, its environments.ENV section, TFAB_*\n"
             "variables, flags.\n");

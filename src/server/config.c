@@ -290,7 +290,7 @@ static int load_file(srv_config_t *cfg, const char *path, const char *env, char 
 int srv_config_load(srv_config_t *cfg, int argc, char **argv, char *err, size_t len)
 {
     const char *file = getenv("TFAB_CONFIG"), *env = getenv("TFAB_ENV");
-    int         file_given = file != NULL;
+    int         file_given = file != NULL, print = 0;
     /* --config and --env first: they decide what the rest means */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -298,6 +298,7 @@ int srv_config_load(srv_config_t *cfg, int argc, char **argv, char *err, size_t 
             srv_config_help(stdout);
             return 1;
         }
+        print |= strcmp(a, "--print-config") == 0;
         if ((strcmp(a, "--config") == 0 || strcmp(a, "--env") == 0) && i + 1 >= argc) {
             snprintf(err, len, "flag %s needs a value", a);
             return -1;
@@ -347,7 +348,8 @@ int srv_config_load(srv_config_t *cfg, int argc, char **argv, char *err, size_t 
             i++;
             continue;
         }
-        if (strncmp(a, "--config=", 9) == 0 || strncmp(a, "--env=", 6) == 0)
+        if (strncmp(a, "--config=", 9) == 0 || strncmp(a, "--env=", 6) == 0 ||
+            strcmp(a, "--print-config") == 0)
             continue;
         if (strncmp(a, "--", 2) != 0) {
             snprintf(err, len, "unexpected argument '%s' (see tfab serve --help)", a);
@@ -395,5 +397,23 @@ int srv_config_load(srv_config_t *cfg, int argc, char **argv, char *err, size_t 
                  cfg->util_low, cfg->util_high);
         return -1;
     }
+    if (print) {
+        srv_config_print(cfg, file && file[0] ? file : NULL, stdout);
+        return 1;
+    }
     return 0;
+}
+
+void srv_config_print(const srv_config_t *cfg, const char *file, FILE *out)
+{
+    fprintf(out, "# environment: %s; file: %s\n", cfg->environment, file ? file : "(none)");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const char *p = (const char *)cfg + opts[i].off;
+        if (opts[i].type == T_STR)
+            fprintf(out, "%s: \"%s\"\n", opts[i].name, p);
+        else if (opts[i].type == T_UINT)
+            fprintf(out, "%s: %u\n", opts[i].name, *(const unsigned *)p);
+        else
+            fprintf(out, "%s: %g\n", opts[i].name, *(const double *)p);
+    }
 }

@@ -338,8 +338,10 @@ static int emit_text(srv_stream_t *s, int final)
         end -= hold;
     }
     end -= utf8_partial_tail(s->text, end); /* at the end too: never half a character */
-    if (end > s->text_sent)
+    if (end > s->text_sent) {
         s->text_sent += queue_bytes(s, s->text + s->text_sent, end - s->text_sent);
+        wake_reader(s);
+    }
     return hit;
 }
 

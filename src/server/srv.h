@@ -50,6 +50,8 @@ int  srv_config_parse_yaml(srv_config_t *cfg, const char *text, size_t len, cons
                            const char *env, char *err, size_t err_len);
 void srv_config_defaults(srv_config_t *cfg);
 void srv_config_help(FILE *out);
+/* The effective configuration as YAML (what --print-config shows). */
+void srv_config_print(const srv_config_t *cfg, const char *file, FILE *out);
 
 /* ---- requests (api.c) ---------------------------------------------------------------------- */
 typedef enum srv_api {
