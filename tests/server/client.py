@@ -2,8 +2,10 @@
 """client.py - raw HTTP clients for the tfab serve tests that curl cannot play.
   client.py disconnect HOST PORT   stream a long completion, read the first token chunk, hang up
   client.py hangup HOST PORT       ask for a long whole (unstreamed) answer, hang up after 20 ms
-  client.py stall HOST PORT SECS   stream a long completion with a tiny receive buffer and never
-                                   read; after SECS report how the server ended it"""
+  client.py stall HOST PORT FILE   stream a long completion with a tiny receive buffer and read
+                                   nothing until FILE exists (at most 120 s); then report how the
+                                   server ended it"""
+import os
 import socket, sys, time
 
 def request(host, port, rcvbuf=None, stream=True):
@@ -33,7 +35,10 @@ elif mode == "hangup":
     s.close()
 elif mode == "stall":
     s = request(sys.argv[2], sys.argv[3], rcvbuf=2048)
-    time.sleep(float(sys.argv[4]))
+    for _ in range(12000):
+        if os.path.exists(sys.argv[4]):
+            break
+        time.sleep(0.01)
     # now drain: a canceled stream ends without the final chunk and [DONE]
     s.settimeout(5)
     got = b""

@@ -45,9 +45,13 @@ metric() {
     curl -s "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { print $2 }'
 }
 
-# wait_metric NAME VALUE: poll until /metrics shows it (5 s)
+# sanitizer builds (-O0 + ASan) decode ~10x slower: tests ask for fewer tokens there
+slow=0
+grep -q '^TFAB_SANITIZE_ADDRESS:BOOL=ON' "$TFAB_BUILD/CMakeCache.txt" 2>/dev/null && slow=1
+
+# wait_metric NAME VALUE: poll until /metrics shows it (20 s)
 wait_metric() {
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 400); do
         [ "$(metric "$1")" = "$2" ] && return 0
         sleep 0.05
     done

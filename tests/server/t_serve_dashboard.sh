@@ -12,12 +12,12 @@ url=http://127.0.0.1:$port
 n=$(curl -sf "$url/v1/completions" -d '{"model":"tfab-tiny-f16","prompt":"Once upon a time","max_tokens":24,"temperature":0}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["usage"]["completion_tokens"])')
 [ "$n" = 24 ] || fail "warm-up completion gave $n tokens"
-python3 "$src/tests/server/client.py" stall 127.0.0.1 "$port" 30 >/dev/null &
+python3 "$src/tests/server/client.py" stall 127.0.0.1 "$port" "$work/drain" >/dev/null &
 holder=$!
 wait_metric tfab_active_streams 1
 dom=$(timeout 90 "$chrome" --headless --no-sandbox --disable-gpu --user-data-dir="$work/chrome" \
       --virtual-time-budget=3000 --dump-dom "$url/" 2>"$work/chrome.log") || fail "chromium failed: $(tail -5 "$work/chrome.log")"
-kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null || true
+touch "$work/drain"; wait "$holder" 2>/dev/null || true
 echo "$dom" >"$work/dom.html"
 has() { grep -qF -- "$1" "$work/dom.html" || fail "the page does not show $2: $(grep -F "id=" "$work/dom.html" | head -c 1500)"; }
 has '<div class="big" id="active">1</div>' "1 active stream"

@@ -11,7 +11,8 @@ start_server --stream-limit-min $limit --stream-limit-max $limit --credits 4 --a
 url=http://127.0.0.1:$port
 
 # ---- 2x the limit at once
-body='{"model":"tfab-tiny-f16","prompt":"Once upon a time","max_tokens":120,"temperature":0,"stream":true}'
+n_tok=120; [ $slow = 1 ] && n_tok=30   # still long enough to overlap
+body='{"model":"tfab-tiny-f16","prompt":"Once upon a time","max_tokens":'$n_tok',"temperature":0,"stream":true}'
 pids=()
 for i in $(seq 1 $((2 * limit))); do
     curl -s -N -D "$work/h$i" -o "$work/b$i" -w '%{http_code}' "$url/v1/completions" -d "$body" >"$work/c$i" &
@@ -45,9 +46,12 @@ wait_metric tfab_active_streams 0
 gen=$(metric tfab_generated_tokens_total)
 
 # ---- a reader that stalls: paused at 4 unacknowledged chunks, canceled after 600 ms
-r=$(python3 "$src/tests/server/client.py" stall 127.0.0.1 "$port" 2)
-[[ "$r" == cut* ]] || fail "the stalled stream was not cut: $r"
+python3 "$src/tests/server/client.py" stall 127.0.0.1 "$port" "$work/drain" >"$work/stall.out" &
+staller=$!
 wait_metric 'tfab_cancellations_total{reason="stall"}' 1
+touch "$work/drain"
+wait $staller || fail "stall client"
+[[ "$(cat "$work/stall.out")" == cut* ]] || fail "the stalled stream was not cut: $(cat "$work/stall.out")"
 wait_metric tfab_slow_consumers_total 1
 wait_metric tfab_active_streams 0
 grep -q 'slow consumer: stream [0-9]* (model .tfab-tiny-f16.) took no chunk for 600 ms with 4 unacknowledged; canceled' "$work/server.log" ||
