@@ -16,7 +16,7 @@
 #define MOD           "model"
 #define ROWS_PER_TASK 16
 #define MAX_DIM       (1u << 20)
-#define MAX_ARENAS    16
+#define MAX_ARENAS    24
 
 typedef struct weight {
     const uint8_t  *data;
@@ -29,8 +29,10 @@ typedef struct weight {
 } weight_t;
 
 typedef struct layer {
-    float   *attn_norm, *ffn_norm; /* [n_embd] f32 copies */
-    float   *bq, *bk, *bv;         /* qwen2 biases, f32 copies, else NULL */
+    float *attn_norm, *ffn_norm; /* [n_embd] f32 copies */
+    float *bq, *bk, *bv;         /* qwen2 biases of this rank's heads, f32 copies, else NULL */
+    /* this rank's rows (all of them when tp_size is 1): wq/wk/wv its query/KV heads, wo and
+     * w_down its n_embd output rows, w_gate/w_up its n_ff rows; data points into the mapping */
     weight_t wq, wk, wv, wo, w_gate, w_up, w_down;
 } layer_t;
 
@@ -39,25 +41,37 @@ struct tfab_model {
     tfab_model_source_t src;
     const tfab_kern_t  *kern;
     uint32_t            n_ctx, n_batch;
-    weight_t            tok_embd, output;
-    float              *output_norm;
-    layer_t            *layers;
-    float              *inv_freq; /* [head_dim / 2] rotation frequency per pair */
-    /* caches and activations, all allocated at create */
-    float                         *k_cache; /* [n_layer][n_ctx][n_head_kv * head_dim] */
-    float                         *v_cache; /* [n_layer][n_ctx][n_head_kv * head_dim] */
-    float                         *x;       /* [n_batch][n_embd] residual stream */
-    float                         *xn; /* [n_batch][max(n_embd, q_dim)] normed input / attn out */
-    float                         *q;  /* [n_batch][n_head * head_dim] */
-    float                         *k, *v;     /* [n_batch][n_head_kv * head_dim] */
-    float                         *att;       /* [n_batch][n_head * head_dim] */
-    float                         *gate, *up; /* [n_batch][n_ff] */
-    float                         *tmp;       /* [n_batch][n_embd] */
-    tfab_block_q8_0_t             *xq;        /* [n_batch][max(n_embd, q_dim, n_ff) / 32] */
-    float                         *scores;    /* [n_head][n_ctx] */
-    float                         *rope_cs;   /* [n_batch][head_dim / 2][2] cos, sin */
-    float                         *small;     /* norm and bias copies */
-    const tfab_stream_allocator_t *alloc;     /* of every buffer above (params or posix_memalign) */
+    uint32_t            n_seq;
+    uint32_t            layer_begin, layer_end; /* pipeline stage [begin, end) */
+    /* tensor parallel: this rank's query heads [h0, h0 + n_head_l), KV heads [kv0, kv0 +
+     * n_kv_l); outputs of n_embd, n_ff and n_vocab rows are split in chunks of *_chunk rows
+     * (the last rank may have fewer, or none) */
+    uint32_t                  tp_rank, tp_size;
+    uint32_t                  h0, n_head_l, kv0, n_kv_l;
+    uint32_t                  e_chunk, f_chunk, v_chunk;
+    tfab_model_allgather_fn_t tp_allgather;
+    void                     *tp_arg;
+    weight_t                  tok_embd, output; /* output: this rank's vocabulary rows */
+    float                    *output_norm;      /* last stage only */
+    layer_t                  *layers;           /* [n_layer], loaded in [layer_begin, layer_end) */
+    float                    *inv_freq;         /* [head_dim / 2] rotation frequency per pair */
+    /* caches and activations, all allocated at create; kvd_l = n_kv_l * head_dim */
+    float             *k_cache;   /* [layer_end - layer_begin][n_seq][n_ctx][kvd_l] */
+    float             *v_cache;   /* [layer_end - layer_begin][n_seq][n_ctx][kvd_l] */
+    float             *x;         /* [n_batch][n_embd] residual stream */
+    float             *xn;        /* [n_batch][max(n_embd, q_dim)] normed input / attn out */
+    float             *q;         /* [n_batch][n_head_l * head_dim] */
+    float             *k, *v;     /* [n_batch][kvd_l] */
+    float             *att;       /* [n_batch][n_head * head_dim] */
+    float             *gate, *up; /* [n_batch][n_ff] */
+    float             *tmp;       /* [n_batch][n_embd] */
+    float             *gbuf;      /* tp_size > 1: [tp_size][n_batch][max chunk] allgather buffer */
+    uint32_t          *pos_buf;   /* [n_batch] positions of tfab_model_forward */
+    tfab_block_q8_0_t *xq;        /* [n_batch][max(n_embd, q_dim, n_ff) / 32] */
+    float             *scores;    /* [n_head_l][n_ctx] */
+    float             *rope_cs;   /* [n_batch][head_dim / 2][2] cos, sin */
+    float             *small;     /* norm and bias copies */
+    const tfab_stream_allocator_t *alloc; /* of every buffer above (params or posix_memalign) */
     struct {
         void  *p;
         size_t bytes;
@@ -182,15 +196,30 @@ static tfab_status_t check_config(tfab_model_t *m)
     return TFAB_ERR_INVALID;
 }
 
+/* Rows [r0, r1) of w, clamped to its rows: a view of the same mapping (tensor parallel). */
+static weight_t weight_rows(const weight_t *w, uint64_t r0, uint64_t r1)
+{
+    weight_t s = *w;
+    r0         = r0 < w->rows ? r0 : w->rows;
+    r1         = r1 < w->rows ? r1 : w->rows;
+    s.data     = w->data + (size_t)r0 * w->row_bytes;
+    s.rows     = r1 > r0 ? (uint32_t)(r1 - r0) : 0;
+    return s;
+}
+
+/* The layers of this stage, each cut to this rank's rows. Only their norm vectors and biases
+ * are read here; the matrices stay untouched mapped pages until the forward pass reads the
+ * rows this rank owns. */
 static tfab_status_t load_layers(tfab_model_t *m)
 {
     tfab_model_config_t *c     = &m->cfg;
     uint32_t             q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
+    uint32_t             hd = c->head_dim, r = m->tp_rank;
     char                 name[96];
     tfab_status_t        st;
     float               *s = m->small;
 #define NAME(fmt) (snprintf(name, sizeof(name), "blk.%u." fmt, l), name)
-    for (uint32_t l = 0; l < c->n_layer; l++) {
+    for (uint32_t l = m->layer_begin; l < m->layer_end; l++) {
         layer_t *L   = &m->layers[l];
         L->attn_norm = s, s += c->n_embd;
         L->ffn_norm  = s, s += c->n_embd;
@@ -216,7 +245,18 @@ static tfab_status_t load_layers(tfab_model_t *m)
                 (st = load_vector(m, NAME("attn_k.bias"), kv_dim, L->bk)) != TFAB_OK ||
                 (st = load_vector(m, NAME("attn_v.bias"), kv_dim, L->bv)) != TFAB_OK)
                 return st;
+            L->bq += (size_t)m->h0 * hd;
+            L->bk += (size_t)m->kv0 * hd;
+            L->bv += (size_t)m->kv0 * hd;
         }
+        uint64_t e0 = (uint64_t)r * m->e_chunk, f0 = (uint64_t)r * m->f_chunk;
+        L->wq     = weight_rows(&L->wq, (uint64_t)m->h0 * hd, (uint64_t)(m->h0 + m->n_head_l) * hd);
+        L->wk     = weight_rows(&L->wk, (uint64_t)m->kv0 * hd, (uint64_t)(m->kv0 + m->n_kv_l) * hd);
+        L->wv     = weight_rows(&L->wv, (uint64_t)m->kv0 * hd, (uint64_t)(m->kv0 + m->n_kv_l) * hd);
+        L->wo     = weight_rows(&L->wo, e0, e0 + m->e_chunk);
+        L->w_gate = weight_rows(&L->w_gate, f0, f0 + m->f_chunk);
+        L->w_up   = weight_rows(&L->w_up, f0, f0 + m->f_chunk);
+        L->w_down = weight_rows(&L->w_down, e0, e0 + m->e_chunk);
     }
 #undef NAME
     return TFAB_OK;
@@ -338,42 +378,113 @@ static tfab_status_t alloc_buffers(tfab_model_t *m)
 {
     tfab_model_config_t *c      = &m->cfg;
     size_t               q_dim  = (size_t)c->n_head * c->head_dim;
-    size_t               kvd    = (size_t)c->n_head_kv * c->head_dim;
+    size_t               q_l    = (size_t)m->n_head_l * c->head_dim;
+    size_t               kvd    = (size_t)m->n_kv_l * c->head_dim;
     size_t               nb     = m->n_batch;
     size_t               wide   = c->n_embd > q_dim ? c->n_embd : q_dim;
     size_t               widest = wide > c->n_ff ? wide : c->n_ff;
+    size_t               chunk  = q_l;
     uint64_t             cache;
     tfab_status_t        st = TFAB_OK;
-    if (__builtin_mul_overflow((uint64_t)c->n_layer * m->n_ctx, (uint64_t)kvd, &cache) ||
+    chunk                   = m->e_chunk > chunk ? m->e_chunk : chunk;
+    chunk                   = m->f_chunk > chunk ? m->f_chunk : chunk;
+    chunk                   = m->v_chunk > chunk ? m->v_chunk : chunk;
+    if (__builtin_mul_overflow((uint64_t)(m->layer_end - m->layer_begin) * m->n_ctx * m->n_seq,
+                               (uint64_t)kvd, &cache) ||
         cache > (1ull << 40)) {
-        TFAB_ERROR(MOD, "%s: KV cache of %u layers x %u positions x %zu is too large; lower n_ctx",
-                   m->src.path, c->n_layer, m->n_ctx, kvd);
+        TFAB_ERROR(MOD,
+                   "%s: KV cache of %u layers x %u sequences x %u positions x %zu is too large; "
+                   "lower n_ctx or n_seq",
+                   m->src.path, m->layer_end - m->layer_begin, m->n_seq, m->n_ctx, kvd);
         return TFAB_ERR_NOMEM;
     }
     m->k_cache = alloc_floats(m, cache, &st);
     m->v_cache = alloc_floats(m, cache, &st);
     m->x       = alloc_floats(m, nb * c->n_embd, &st);
     m->xn      = alloc_floats(m, nb * wide, &st);
-    m->q       = alloc_floats(m, nb * q_dim, &st);
+    m->q       = alloc_floats(m, nb * q_l, &st);
     m->k       = alloc_floats(m, nb * kvd, &st);
     m->v       = alloc_floats(m, nb * kvd, &st);
     m->att     = alloc_floats(m, nb * q_dim, &st);
     m->gate    = alloc_floats(m, nb * c->n_ff, &st);
     m->up      = alloc_floats(m, nb * c->n_ff, &st);
     m->tmp     = alloc_floats(m, nb * c->n_embd, &st);
+    m->pos_buf = alloc_floats(m, nb, &st);
+    if (m->tp_size > 1)
+        m->gbuf = alloc_floats(m, (size_t)m->tp_size * nb * chunk, &st);
     m->xq =
         alloc_floats(m, nb * widest / TFAB_QK * sizeof(tfab_block_q8_0_t) / sizeof(float) + 1, &st);
-    m->scores  = alloc_floats(m, (size_t)c->n_head * m->n_ctx, &st);
+    m->scores  = alloc_floats(m, (size_t)m->n_head_l * m->n_ctx, &st);
     m->rope_cs = alloc_floats(m, nb * c->head_dim, &st);
     if (st != TFAB_OK) {
         char sz[32];
         TFAB_ERROR(MOD,
                    "%s: cannot allocate the KV cache (%s) and activations for n_ctx %u, "
-                   "n_batch %u; lower them",
+                   "n_seq %u, n_batch %u; lower them",
                    m->src.path, tfab_size_human(2 * cache * sizeof(float), sz, sizeof(sz)),
-                   m->n_ctx, m->n_batch);
+                   m->n_ctx, m->n_seq, m->n_batch);
     }
     return st;
+}
+
+/* The stage and tensor-parallel parameters: checked against the model's shape, set on m. */
+static tfab_status_t set_split(tfab_model_t *m, const tfab_model_params_t *p)
+{
+    const tfab_model_config_t *c = &m->cfg;
+    m->n_seq                     = 1;
+    m->layer_begin               = 0;
+    m->layer_end                 = c->n_layer;
+    m->tp_rank                   = 0;
+    m->tp_size                   = 1;
+    if (p->field_mask & TFAB_MODEL_PARAM_N_SEQ)
+        m->n_seq = p->n_seq;
+    if (m->n_seq == 0 || m->n_seq > 65536) {
+        TFAB_ERROR(MOD, "%s: n_seq %u must be in 1..65536", m->src.path, m->n_seq);
+        return TFAB_ERR_INVALID;
+    }
+    if (p->field_mask & TFAB_MODEL_PARAM_LAYERS) {
+        if (p->layer_begin >= p->layer_end || p->layer_end > c->n_layer) {
+            TFAB_ERROR(MOD,
+                       "%s: stage layers [%u, %u) out of bounds: need begin < end <= n_layer "
+                       "(%u)",
+                       m->src.path, p->layer_begin, p->layer_end, c->n_layer);
+            return TFAB_ERR_INVALID;
+        }
+        m->layer_begin = p->layer_begin;
+        m->layer_end   = p->layer_end;
+    }
+    if (p->field_mask & TFAB_MODEL_PARAM_TP) {
+        if (p->tp_size == 0 || p->tp_rank >= p->tp_size) {
+            TFAB_ERROR(MOD, "%s: tensor parallel rank %u of size %u: need rank < size", m->src.path,
+                       p->tp_rank, p->tp_size);
+            return TFAB_ERR_INVALID;
+        }
+        if (c->n_head_kv % p->tp_size != 0) {
+            TFAB_ERROR(MOD,
+                       "%s: tensor parallel size %u does not divide the %u KV heads (n_head_kv); "
+                       "use a divisor of it",
+                       m->src.path, p->tp_size, c->n_head_kv);
+            return TFAB_ERR_INVALID;
+        }
+        if (p->tp_size > 1 && p->tp_allgather == NULL) {
+            TFAB_ERROR(MOD, "%s: tensor parallel size %u without a tp_allgather function",
+                       m->src.path, p->tp_size);
+            return TFAB_ERR_INVALID;
+        }
+        m->tp_rank      = p->tp_rank;
+        m->tp_size      = p->tp_size;
+        m->tp_allgather = p->tp_allgather;
+        m->tp_arg       = p->tp_arg;
+    }
+    uint32_t sz = m->tp_size;
+    m->n_head_l = c->n_head / sz;
+    m->n_kv_l   = c->n_head_kv / sz;
+    m->h0       = m->tp_rank * m->n_head_l;
+    m->kv0      = m->tp_rank * m->n_kv_l;
+    m->e_chunk  = (c->n_embd + sz - 1) / sz;
+    m->f_chunk  = (c->n_ff + sz - 1) / sz;
+    m->v_chunk  = (uint32_t)(((uint64_t)c->n_vocab + sz - 1) / sz);
+    return TFAB_OK;
 }
 
 tfab_status_t tfab_model_create(const tfab_model_params_t *params, tfab_model_t **model_p)
@@ -419,11 +530,15 @@ tfab_status_t tfab_model_create(const tfab_model_params_t *params, tfab_model_t 
     } else if (st != TFAB_OK) {
         goto err_close;
     }
+    if ((st = set_split(m, params)) != TFAB_OK)
+        goto err_close;
+    m->output = weight_rows(&m->output, (uint64_t)m->tp_rank * m->v_chunk,
+                            (uint64_t)(m->tp_rank + 1) * m->v_chunk);
 
     size_t q_dim = (size_t)c->n_head * c->head_dim, kvd = (size_t)c->n_head_kv * c->head_dim;
-    size_t n_small =
-        (size_t)c->n_layer * (2 * c->n_embd + (c->arch == TFAB_ARCH_QWEN2 ? q_dim + 2 * kvd : 0)) +
-        c->n_embd + c->head_dim / 2;
+    size_t n_small = (size_t)(m->layer_end - m->layer_begin) *
+                         (2 * c->n_embd + (c->arch == TFAB_ARCH_QWEN2 ? q_dim + 2 * kvd : 0)) +
+                     c->n_embd + c->head_dim / 2;
     st        = TFAB_OK;
     m->small  = alloc_floats(m, n_small, &st);
     m->layers = calloc(c->n_layer, sizeof(layer_t));
@@ -435,10 +550,11 @@ tfab_status_t tfab_model_create(const tfab_model_params_t *params, tfab_model_t 
     m->output_norm = m->small + n_small - c->n_embd - c->head_dim / 2;
     m->inv_freq    = m->small + n_small - c->head_dim / 2;
     if ((st = load_layers(m)) != TFAB_OK ||
-        (st = load_vector(m, "output_norm.weight", c->n_embd, m->output_norm)) != TFAB_OK ||
+        (m->layer_end == c->n_layer &&
+         (st = load_vector(m, "output_norm.weight", c->n_embd, m->output_norm)) != TFAB_OK) ||
         (st = load_rope(m)) != TFAB_OK)
         goto err_free_small;
-    c->weight_type = m->layers[0].wq.type;
+    c->weight_type = m->layers[m->layer_begin].wq.type;
 
     m->n_ctx   = c->n_ctx_train < 4096 ? c->n_ctx_train : 4096;
     m->n_batch = 64;
@@ -472,10 +588,10 @@ tfab_status_t tfab_model_create(const tfab_model_params_t *params, tfab_model_t 
     }
     TFAB_INFO(MOD,
               "%s: %s, %u layers, embd %u, heads %u/%u x %u, ff %u, vocab %u, weights %s, "
-              "n_ctx %u, kernels %s",
+              "n_ctx %u, n_seq %u, kernels %s; layers [%u, %u), tensor-parallel rank %u of %u",
               m->src.path, c->arch_name, c->n_layer, c->n_embd, c->n_head, c->n_head_kv,
-              c->head_dim, c->n_ff, c->n_vocab, tfab_dtype_name(c->weight_type), m->n_ctx,
-              m->kern->name);
+              c->head_dim, c->n_ff, c->n_vocab, tfab_dtype_name(c->weight_type), m->n_ctx, m->n_seq,
+              m->kern->name, m->layer_begin, m->layer_end, m->tp_rank, m->tp_size);
     *model_p = m;
     return TFAB_OK;
 
@@ -563,9 +679,13 @@ static void mm_task(size_t task, void *arg)
 }
 
 typedef struct fwd {
-    tfab_model_t *m;
-    void         *pctx;
-    uint32_t      n, pos, layer;
+    tfab_model_t   *m;
+    void           *pctx;
+    uint32_t        n, layer;
+    const uint32_t *pos; /* [n] position of each token */
+    const uint32_t *seq; /* [n] cache slot of each token, or NULL: slot 0 */
+    float          *att; /* attention output of this rank's heads [n][att_ld] */
+    size_t          att_ld;
 } fwd_t;
 
 /* Quantize n rows of cols floats for the q8_0 kernels (when any weight of the group needs it). */
@@ -639,23 +759,27 @@ static void rope(const tfab_model_t *m, float *vec, uint32_t n_heads, const floa
     }
 }
 
-/* Attention of every token of the batch for one query head. */
+/* Attention of every token of the batch for one of this rank's query heads, over its sequence's
+ * cache positions 0..pos. */
 static void attn_task(size_t h, void *arg)
 {
     const fwd_t               *f  = arg;
     const tfab_model_t        *m  = f->m;
     const tfab_model_config_t *c  = &m->cfg;
-    uint32_t                   hd = c->head_dim, kvd = c->n_head_kv * hd, q_dim = c->n_head * hd;
+    uint32_t                   hd = c->head_dim, kvd = m->n_kv_l * hd, q_l = m->n_head_l * hd;
     uint32_t                   kvh = (uint32_t)h / (c->n_head / c->n_head_kv);
-    const float  *kc    = m->k_cache + (size_t)f->layer * m->n_ctx * kvd + (size_t)kvh * hd;
-    const float  *vc    = m->v_cache + (size_t)f->layer * m->n_ctx * kvd + (size_t)kvh * hd;
-    float        *sc    = m->scores + h * m->n_ctx;
-    float         scale = 1.0f / sqrtf((float)hd);
-    tfab_dot_fn_t dot   = m->kern->dot[TFAB_DTYPE_F32];
+    size_t        layer_off = (size_t)(f->layer - m->layer_begin) * m->n_seq * m->n_ctx * kvd;
+    float        *sc        = m->scores + h * m->n_ctx;
+    float         scale     = 1.0f / sqrtf((float)hd);
+    tfab_dot_fn_t dot       = m->kern->dot[TFAB_DTYPE_F32];
     for (uint32_t i = 0; i < f->n; i++) {
-        const float *q   = m->q + (size_t)i * q_dim + h * hd;
-        float       *out = m->att + (size_t)i * q_dim + h * hd;
-        uint32_t     n_t = f->pos + i + 1;
+        size_t slot =
+            (layer_off + (size_t)(f->seq ? f->seq[i] : 0) * m->n_ctx * kvd) + (size_t)kvh * hd;
+        const float *kc  = m->k_cache + slot;
+        const float *vc  = m->v_cache + slot;
+        const float *q   = m->q + (size_t)i * q_l + h * hd;
+        float       *out = f->att + (size_t)i * f->att_ld + h * hd;
+        uint32_t     n_t = f->pos[i] + 1;
         float        mx  = -INFINITY;
         for (uint32_t t = 0; t < n_t; t++) {
             sc[t] = dot(hd, kc + (size_t)t * kvd, q) * scale;
@@ -682,24 +806,68 @@ static float silu(float x)
     return x / (1.0f + expf(-x));
 }
 
-static void layer_forward(fwd_t *f)
+/* This rank's block of gbuf, [n][chunk]. */
+static float *tp_block(const tfab_model_t *m, uint32_t n, uint32_t chunk)
+{
+    return m->gbuf + (size_t)m->tp_rank * n * chunk;
+}
+
+/* Tensor parallel: every rank's block of gbuf ([n][chunk] each, rank r holding columns
+ * [r * chunk, (r + 1) * chunk) of total) is gathered and laid out as dst [n][dst_ld]. */
+static tfab_status_t tp_gather(tfab_model_t *m, uint32_t n, uint32_t chunk, uint32_t total,
+                               float *dst, size_t dst_ld)
+{
+    tfab_status_t st = m->tp_allgather(m->tp_arg, m->gbuf, (size_t)n * chunk * sizeof(float));
+    if (st != TFAB_OK) {
+        TFAB_ERROR(MOD, "tensor-parallel allgather of %u x %u floats (rank %u of %u) failed: %s", n,
+                   chunk, m->tp_rank, m->tp_size, tfab_status_str(st));
+        return st;
+    }
+    for (uint32_t r = 0; r < m->tp_size; r++) {
+        uint64_t c0 = (uint64_t)r * chunk;
+        if (c0 >= total)
+            break;
+        uint32_t     cn  = total - c0 < chunk ? (uint32_t)(total - c0) : chunk;
+        const float *src = m->gbuf + (size_t)r * n * chunk;
+        for (uint32_t i = 0; i < n; i++)
+            memcpy(dst + (size_t)i * dst_ld + c0, src + (size_t)i * chunk, cn * sizeof(float));
+    }
+    return TFAB_OK;
+}
+
+/* dst [f->n][dst_ld] = x W^T for W's total output rows: one matmul, or under tensor parallelism
+ * this rank's rows (w is its slice) and an allgather of the rest. */
+static tfab_status_t proj(fwd_t *f, const float *x, size_t x_ld, const weight_t *w, uint32_t total,
+                          uint32_t chunk, float *dst, size_t dst_ld)
+{
+    tfab_model_t *m = f->m;
+    if (m->tp_size == 1) {
+        matmul(f, x, x_ld, w, dst, dst_ld, NULL, NULL, 0, NULL, NULL, 0);
+        return TFAB_OK;
+    }
+    if (w->rows > 0)
+        matmul(f, x, x_ld, w, tp_block(m, f->n, chunk), chunk, NULL, NULL, 0, NULL, NULL, 0);
+    return tp_gather(m, f->n, chunk, total, dst, dst_ld);
+}
+
+static tfab_status_t layer_forward(fwd_t *f)
 {
     tfab_model_t              *m  = f->m;
     const tfab_model_config_t *c  = &m->cfg;
     const layer_t             *L  = &m->layers[f->layer];
-    uint32_t                   hd = c->head_dim, n = f->n, D = c->n_embd;
-    uint32_t                   q_dim = c->n_head * hd, kvd = c->n_head_kv * hd;
+    uint32_t                   hd = c->head_dim, n = f->n, D = c->n_embd, F = c->n_ff;
+    uint32_t                   q_dim = c->n_head * hd, q_l = m->n_head_l * hd;
+    uint32_t                   kvd = m->n_kv_l * hd;
+    tfab_status_t              st;
 
     for (uint32_t i = 0; i < n; i++)
         rmsnorm(m->xn + (size_t)i * D, m->x + (size_t)i * D, L->attn_norm, D, c->rms_eps);
-    matmul(f, m->xn, D, &L->wq, m->q, q_dim, &L->wk, m->k, kvd, &L->wv, m->v, kvd);
-    float *kc = m->k_cache + (size_t)f->layer * m->n_ctx * kvd;
-    float *vc = m->v_cache + (size_t)f->layer * m->n_ctx * kvd;
+    matmul(f, m->xn, D, &L->wq, m->q, q_l, &L->wk, m->k, kvd, &L->wv, m->v, kvd);
+    size_t layer_off = (size_t)(f->layer - m->layer_begin) * m->n_seq * m->n_ctx * kvd;
     for (uint32_t i = 0; i < n; i++) {
-        float *q = m->q + (size_t)i * q_dim, *k = m->k + (size_t)i * kvd,
-              *v = m->v + (size_t)i * kvd;
+        float *q = m->q + (size_t)i * q_l, *k = m->k + (size_t)i * kvd, *v = m->v + (size_t)i * kvd;
         if (L->bq) {
-            for (uint32_t j = 0; j < q_dim; j++)
+            for (uint32_t j = 0; j < q_l; j++)
                 q[j] += L->bq[j];
             for (uint32_t j = 0; j < kvd; j++) {
                 k[j] += L->bk[j];
@@ -707,30 +875,148 @@ static void layer_forward(fwd_t *f)
             }
         }
         const float *cs = m->rope_cs + (size_t)i * hd;
-        rope(m, q, c->n_head, cs);
-        rope(m, k, c->n_head_kv, cs);
-        memcpy(kc + (size_t)(f->pos + i) * kvd, k, kvd * sizeof(float));
-        memcpy(vc + (size_t)(f->pos + i) * kvd, v, kvd * sizeof(float));
+        rope(m, q, m->n_head_l, cs);
+        rope(m, k, m->n_kv_l, cs);
+        size_t at = layer_off + ((size_t)(f->seq ? f->seq[i] : 0) * m->n_ctx + f->pos[i]) * kvd;
+        memcpy(m->k_cache + at, k, kvd * sizeof(float));
+        memcpy(m->v_cache + at, v, kvd * sizeof(float));
     }
-    m->parallel_for(f->pctx, c->n_head, attn_task, f);
-    matmul(f, m->att, q_dim, &L->wo, m->tmp, D, NULL, NULL, 0, NULL, NULL, 0);
+    /* attention is local to this rank's heads; the output projection needs all of them */
+    if (m->tp_size == 1) {
+        f->att    = m->att;
+        f->att_ld = q_dim;
+    } else {
+        f->att    = tp_block(m, n, q_l);
+        f->att_ld = q_l;
+    }
+    m->parallel_for(f->pctx, m->n_head_l, attn_task, f);
+    if (m->tp_size > 1 && (st = tp_gather(m, n, q_l, q_dim, m->att, q_dim)) != TFAB_OK)
+        return st;
+    if ((st = proj(f, m->att, q_dim, &L->wo, D, m->e_chunk, m->tmp, D)) != TFAB_OK)
+        return st;
     for (size_t i = 0; i < (size_t)n * D; i++)
         m->x[i] += m->tmp[i];
 
     for (uint32_t i = 0; i < n; i++)
         rmsnorm(m->xn + (size_t)i * D, m->x + (size_t)i * D, L->ffn_norm, D, c->rms_eps);
-    matmul(f, m->xn, D, &L->w_gate, m->gate, c->n_ff, &L->w_up, m->up, c->n_ff, NULL, NULL, 0);
-    for (size_t i = 0; i < (size_t)n * c->n_ff; i++)
-        m->gate[i] = silu(m->gate[i]) * m->up[i];
-    matmul(f, m->gate, c->n_ff, &L->w_down, m->tmp, D, NULL, NULL, 0, NULL, NULL, 0);
+    if (m->tp_size == 1) {
+        matmul(f, m->xn, D, &L->w_gate, m->gate, F, &L->w_up, m->up, F, NULL, NULL, 0);
+        for (size_t i = 0; i < (size_t)n * F; i++)
+            m->gate[i] = silu(m->gate[i]) * m->up[i];
+    } else {
+        /* this rank's n_ff rows, then silu(gate) * up of all rows gathered for w_down */
+        uint32_t fc = m->f_chunk, rows = L->w_gate.rows;
+        float   *blk = tp_block(m, n, fc);
+        if (rows > 0)
+            matmul(f, m->xn, D, &L->w_gate, m->gate, fc, &L->w_up, m->up, fc, NULL, NULL, 0);
+        for (uint32_t i = 0; i < n; i++)
+            for (uint32_t j = 0; j < rows; j++) {
+                size_t o = (size_t)i * fc + j;
+                blk[o]   = silu(m->gate[o]) * m->up[o];
+            }
+        if ((st = tp_gather(m, n, fc, F, m->gate, F)) != TFAB_OK)
+            return st;
+    }
+    if ((st = proj(f, m->gate, F, &L->w_down, D, m->e_chunk, m->tmp, D)) != TFAB_OK)
+        return st;
     for (size_t i = 0; i < (size_t)n * D; i++)
         m->x[i] += m->tmp[i];
+    return TFAB_OK;
+}
+
+static tfab_status_t check_batch(const tfab_model_t *m, const tfab_model_batch_t *b)
+{
+    const tfab_model_config_t *c = &m->cfg;
+    if (b == NULL || b->n == 0 || b->n > m->n_batch) {
+        TFAB_ERROR(MOD, "batch of %u tokens: must be 1..n_batch (%u)", b ? b->n : 0, m->n_batch);
+        return TFAB_ERR_RANGE;
+    }
+    if (m->layer_begin == 0 && (b->tokens == NULL || b->hidden_in != NULL)) {
+        TFAB_ERROR(MOD, "batch for layers [0, %u): the first stage takes token ids, not hidden_in",
+                   m->layer_end);
+        return TFAB_ERR_INVALID;
+    }
+    if (m->layer_begin > 0 && (b->hidden_in == NULL || b->tokens != NULL)) {
+        TFAB_ERROR(MOD,
+                   "batch for layers [%u, %u): a later stage takes hidden_in (the previous "
+                   "stage's hidden_out), not token ids",
+                   m->layer_begin, m->layer_end);
+        return TFAB_ERR_INVALID;
+    }
+    if (b->pos == NULL) {
+        TFAB_ERROR(MOD, "batch of %u tokens without positions", b->n);
+        return TFAB_ERR_INVALID;
+    }
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (b->pos[i] >= m->n_ctx) {
+            TFAB_ERROR(MOD, "token %u: position %u beyond the context of %u positions", i,
+                       b->pos[i], m->n_ctx);
+            return TFAB_ERR_RANGE;
+        }
+        if (b->seq && b->seq[i] >= m->n_seq) {
+            TFAB_ERROR(MOD, "token %u: sequence slot %u out of range (n_seq %u)", i, b->seq[i],
+                       m->n_seq);
+            return TFAB_ERR_RANGE;
+        }
+        if (b->tokens && (b->tokens[i] < 0 || (uint32_t)b->tokens[i] >= c->n_vocab)) {
+            TFAB_ERROR(MOD, "token %u: id %d is outside the vocabulary (0..%u)", i, b->tokens[i],
+                       c->n_vocab - 1);
+            return TFAB_ERR_RANGE;
+        }
+    }
+    return TFAB_OK;
+}
+
+tfab_status_t tfab_model_decode(tfab_model_t *m, void *pctx, const tfab_model_batch_t *b,
+                                float *logits, float *hidden_out)
+{
+    const tfab_model_config_t *c = &m->cfg;
+    tfab_status_t              st;
+    if ((st = check_batch(m, b)) != TFAB_OK)
+        return st;
+    uint32_t n = b->n, D = c->n_embd;
+    if (b->tokens)
+        for (uint32_t i = 0; i < n; i++)
+            tfab_dequant_row(m->tok_embd.type,
+                             m->tok_embd.data + (size_t)b->tokens[i] * m->tok_embd.row_bytes,
+                             m->x + (size_t)i * D, D);
+    else
+        memcpy(m->x, b->hidden_in, (size_t)n * D * sizeof(float));
+    uint32_t half = c->head_dim / 2;
+    for (uint32_t i = 0; i < n; i++) {
+        float p = (float)b->pos[i] * c->rope_freq_scale;
+        for (uint32_t j = 0; j < half; j++) {
+            float theta                                     = p * m->inv_freq[j];
+            m->rope_cs[(size_t)i * c->head_dim + 2 * j]     = cosf(theta);
+            m->rope_cs[(size_t)i * c->head_dim + 2 * j + 1] = sinf(theta);
+        }
+    }
+    fwd_t f = {.m = m, .pctx = pctx, .n = n, .pos = b->pos, .seq = b->seq};
+    for (f.layer = m->layer_begin; f.layer < m->layer_end; f.layer++)
+        if ((st = layer_forward(&f)) != TFAB_OK)
+            return st;
+    if (m->layer_end < c->n_layer) {
+        if (hidden_out)
+            memcpy(hidden_out, m->x, (size_t)n * D * sizeof(float));
+        return TFAB_OK;
+    }
+    if (logits == NULL)
+        return TFAB_OK;
+    /* the rows that want logits, normed and packed at the front of xn */
+    uint32_t n_out = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (b->want_logits == NULL || b->want_logits[i])
+            rmsnorm(m->xn + (size_t)n_out++ * D, m->x + (size_t)i * D, m->output_norm, D,
+                    c->rms_eps);
+    if (n_out == 0)
+        return TFAB_OK;
+    f.n = n_out;
+    return proj(&f, m->xn, D, &m->output, c->n_vocab, m->v_chunk, logits, c->n_vocab);
 }
 
 tfab_status_t tfab_model_forward_ctx(tfab_model_t *m, void *pctx, const int32_t *tokens, uint32_t n,
                                      uint32_t pos, float *logits)
 {
-    const tfab_model_config_t *c = &m->cfg;
     if (tokens == NULL || n == 0 || n > m->n_batch) {
         TFAB_ERROR(MOD, "forward of %u tokens: must be 1..n_batch (%u)", n, m->n_batch);
         return TFAB_ERR_RANGE;
@@ -741,38 +1027,26 @@ tfab_status_t tfab_model_forward_ctx(tfab_model_t *m, void *pctx, const int32_t 
         return TFAB_ERR_RANGE;
     }
     for (uint32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= c->n_vocab) {
-            TFAB_ERROR(MOD, "token %u: id %d is outside the vocabulary (0..%u)", i, tokens[i],
-                       c->n_vocab - 1);
-            return TFAB_ERR_RANGE;
-        }
-    for (uint32_t i = 0; i < n; i++)
-        tfab_dequant_row(m->tok_embd.type,
-                         m->tok_embd.data + (size_t)tokens[i] * m->tok_embd.row_bytes,
-                         m->x + (size_t)i * c->n_embd, c->n_embd);
-    uint32_t half = c->head_dim / 2;
-    for (uint32_t i = 0; i < n; i++) {
-        float p = (float)(pos + i) * c->rope_freq_scale;
-        for (uint32_t j = 0; j < half; j++) {
-            float theta                                     = p * m->inv_freq[j];
-            m->rope_cs[(size_t)i * c->head_dim + 2 * j]     = cosf(theta);
-            m->rope_cs[(size_t)i * c->head_dim + 2 * j + 1] = sinf(theta);
-        }
-    }
-    fwd_t f = {.m = m, .pctx = pctx, .n = n, .pos = pos};
-    for (f.layer = 0; f.layer < c->n_layer; f.layer++)
-        layer_forward(&f);
-    if (logits == NULL)
-        return TFAB_OK;
-    for (uint32_t i = 0; i < n; i++)
-        rmsnorm(m->xn + (size_t)i * c->n_embd, m->x + (size_t)i * c->n_embd, m->output_norm,
-                c->n_embd, c->rms_eps);
-    matmul(&f, m->xn, c->n_embd, &m->output, logits, c->n_vocab, NULL, NULL, 0, NULL, NULL, 0);
-    return TFAB_OK;
+        m->pos_buf[i] = pos + i;
+    tfab_model_batch_t b = {.n = n, .tokens = tokens, .pos = m->pos_buf};
+    return tfab_model_decode(m, pctx, &b, logits, NULL);
 }
 
 tfab_status_t tfab_model_forward(tfab_model_t *m, const int32_t *tokens, uint32_t n, uint32_t pos,
                                  float *logits)
 {
     return tfab_model_forward_ctx(m, m->parallel_ctx, tokens, n, pos, logits);
+}
+
+void tfab_model_layers(const tfab_model_t *m, uint32_t *begin_p, uint32_t *end_p)
+{
+    if (begin_p)
+        *begin_p = m->layer_begin;
+    if (end_p)
+        *end_p = m->layer_end;
+}
+
+uint32_t tfab_model_n_seq(const tfab_model_t *m)
+{
+    return m->n_seq;
 }

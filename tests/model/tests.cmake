@@ -39,3 +39,9 @@ foreach(f gguf safetensors)
   set_tests_properties(fuzz_${f} PROPERTIES LABELS fuzz TIMEOUT 120)
 endforeach()
 set_tests_properties(perf_decode PROPERTIES RUN_SERIAL TRUE) # benchmarks run alone
+
+# batch API, pipeline stages and tensor parallel bit-identical to one whole model
+tfab_test_exe(model_split model/model_split.c)
+find_package(Threads REQUIRED)
+target_link_libraries(model_split PRIVATE Threads::Threads)
+tfab_script_test(unit_model_split unit 120 model/t_model_py.sh t_model_split.py)
