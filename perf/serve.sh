@@ -49,7 +49,7 @@ for c in 1 8 32; do
     tps[$c]=$($py "$load" throughput "127.0.0.1:$port" $c $per_client $tokens)
 done
 rss_busy_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status)
-batched=$(grep -q "no batch API" "$work/log" && echo "no (one sequence at a time)" || echo yes)
+batched=$(grep -o "[0-9]* slot(s)" "$work/log" | tail -1)
 kill -TERM $pid; wait $pid || true; pid=""
 speedup=$(awk -v a="${tps[32]}" -v b="${tps[1]}" 'BEGIN {printf "%.2f", a / b}')
 
@@ -62,5 +62,5 @@ printf '%-44s %12s\n' "RSS after the load (MiB)" "$((rss_busy_kb / 1024))"
 printf '%-44s %12s\n' "max_tokens=1 over the Unix socket p50/p99 ms" "$uds50/$uds99"
 printf '%-44s %12s\n' "max_tokens=1 over TCP p50/p99 ms" "$tcp50/$tcp99"
 for c in 1 8 32; do printf '%-44s %12s\n' "tok/s with $c concurrent streams ($tokens each)" "${tps[$c]}"; done
-printf '%-44s %12s\n' "batched decode (tfab_model_decode)" "$batched"
+printf '%-44s %12s\n' "KV slots batched by tfab_model_decode" "$batched"
 echo "RESULT startup_ms=$startup idle_rss_over_model_mb=$rss_over uds_p50_ms=$uds50 tcp_p50_ms=$tcp50 batch32_speedup=$speedup"

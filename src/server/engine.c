@@ -13,11 +13,6 @@
 
 #define MOD "serve"
 
-/* The batch API (tfab_model_decode) may be missing from an older libtfab; until it is there the
- * scheduler runs one sequence at a time through tfab_model_forward. */
-#pragma weak tfab_model_decode
-#pragma weak tfab_model_n_seq
-
 uint64_t srv_now_ns(void)
 {
     struct timespec ts;
@@ -36,7 +31,7 @@ int srv_engine_create(srv_t *srv, const char *name, const char *path, srv_engine
     e->srv = srv;
     snprintf(e->name, sizeof(e->name), "%s", name);
     snprintf(e->path, sizeof(e->path), "%s", path);
-    e->batched = tfab_model_decode != NULL && tfab_model_n_seq != NULL;
+    e->batched = cfg->slots > 1; /* one slot: plain tfab_model_forward steps */
     uint64_t            t0 = srv_now_ns();
     tfab_model_params_t mp = {.field_mask = TFAB_MODEL_PARAM_N_SEQ, .path = path};
     mp.n_seq               = e->batched ? (cfg->slots ? cfg->slots : 1) : 1;
@@ -52,8 +47,8 @@ int srv_engine_create(srv_t *srv, const char *name, const char *path, srv_engine
         mp.field_mask |= TFAB_MODEL_PARAM_N_THREADS;
         mp.n_threads = cfg->threads;
     }
-    TFAB_INFO(MOD, "loading model '%s' from %s: mapping weights, %u KV slot(s)%s", name, path,
-              mp.n_seq, e->batched ? "" : " (no batch API in this libtfab: one sequence at a time)");
+    TFAB_INFO(MOD, "loading model '%s' from %s: mapping weights, %u KV slot(s)", name, path,
+              mp.n_seq);
     if (tfab_model_create(&mp, &e->model) != TFAB_OK)
         goto err_free; /* the loader said what is wrong */
     const tfab_model_config_t *mc = tfab_model_config(e->model);

@@ -2,6 +2,7 @@
 # a temporary directory, query its metrics, stop it (checking it exits cleanly).
 tfab=${TFAB_BUILD:?}/tfab
 src=${TFAB_SOURCE:?}
+py=/usr/bin/python3   # the system python: pyenv shims cost ~0.5 s per call
 name=${0##*/}
 name=${name%.sh}
 fail() { echo "$name: FAIL: $*" >&2; [ -n "${work:-}" ] && [ -f "$work/server.log" ] && tail -20 "$work/server.log" >&2; exit 1; }

@@ -5,7 +5,7 @@
 # wrong types, missing fields, unknown model or path, wrong method, huge bodies get exact errors.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1, end='')"; }
+json() { $py -c "import json,sys; d=json.load(sys.stdin); print($1, end='')"; }
 
 prompt="Once upon a time"
 N=24; [ $slow = 1 ] && N=8
@@ -37,20 +37,21 @@ out=$(curl -sf "$url/v1/chat/completions" -d "$chat}")
 sse=$(curl -sfN --unix-socket "$sock" http://tfab/v1/chat/completions -d "$chat,\"stream\":true}")
 [ "$(tail -n 1 <<<"$sse")" = "data: [DONE]" ] || fail "SSE does not end with [DONE]: $sse"
 text=$(grep '^data: {' <<<"$sse" | sed 's/^data: //' |
-       python3 -c 'import json,sys; print("".join(json.loads(l)["choices"][0]["delta"].get("content","") for l in sys.stdin), end="")')
+       $py -c 'import json,sys; print("".join(json.loads(l)["choices"][0]["delta"].get("content","") for l in sys.stdin), end="")')
 [ "$text" = "$want" ] || fail "streamed chat text '$text', want '$want'"
-grep '^data: {' <<<"$sse" | head -1 | grep -q '"delta":{"role":"assistant","content":""}' || fail "first chunk names no role"
+first=$(grep '^data: {' <<<"$sse" | sed -n 1p)   # (head would SIGPIPE grep under pipefail)
+grep -q '"delta":{"role":"assistant","content":""}' <<<"$first" || fail "first chunk names no role: $first"
 grep '^data: {' <<<"$sse" | tail -1 | grep -q '"finish_reason":"length"}\],"usage":{"prompt_tokens":5,"completion_tokens":'$N',"total_tokens":'$((N + 5))'}' ||
     fail "last chunk: $(grep '^data: {' <<<"$sse" | tail -1)"
 sse=$(curl -sfN "$url/v1/completions" -d "${body%\}},\"stream\":true}")
 text=$(grep '^data: {' <<<"$sse" | sed 's/^data: //' |
-       python3 -c 'import json,sys; print("".join(json.loads(l)["choices"][0]["text"] for l in sys.stdin), end="")')
+       $py -c 'import json,sys; print("".join(json.loads(l)["choices"][0]["text"] for l in sys.stdin), end="")')
 [ "$text" = "$want" ] || fail "streamed completion '$text'"
 
 # ---- Ollama: NDJSON stream, whole answers, tags
 nd=$(curl -sfN --unix-socket "$sock" http://tfab/api/generate \
      -d '{"model":"tfab-tiny-f16","prompt":"'"$prompt"'","options":{"num_predict":'$N',"temperature":0}}')
-text=$(python3 -c 'import json,sys; print("".join(json.loads(l)["response"] for l in sys.stdin), end="")' <<<"$nd")
+text=$($py -c 'import json,sys; print("".join(json.loads(l)["response"] for l in sys.stdin), end="")' <<<"$nd")
 [ "$text" = "$want" ] || fail "Ollama generate stream '$text'"
 tail -1 <<<"$nd" | grep -q '"done":true,"done_reason":"length","total_duration":[0-9]*,"load_duration":0,"prompt_eval_count":5,' ||
     fail "Ollama last line: $(tail -1 <<<"$nd")"

@@ -10,9 +10,9 @@ start_server --topology "$src/config/topology.example.yaml" --stream-limit-min 7
     --ack-timeout-ms 60000 --credits 2 --send-buffer 4096
 url=http://127.0.0.1:$port
 n=$(curl -sf "$url/v1/completions" -d '{"model":"tfab-tiny-f16","prompt":"Once upon a time","max_tokens":24,"temperature":0}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["usage"]["completion_tokens"])')
+    $py -c 'import json,sys; print(json.load(sys.stdin)["usage"]["completion_tokens"])')
 [ "$n" = 24 ] || fail "warm-up completion gave $n tokens"
-python3 "$src/tests/server/client.py" stall 127.0.0.1 "$port" "$work/drain" >/dev/null &
+$py "$src/tests/server/client.py" stall 127.0.0.1 "$port" "$work/drain" >/dev/null &
 holder=$!
 wait_metric tfab_active_streams 1
 dom=$(timeout 90 "$chrome" --headless --no-sandbox --disable-gpu --user-data-dir="$work/chrome" \

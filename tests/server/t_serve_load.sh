@@ -35,18 +35,18 @@ wait_metric tfab_active_streams 0
 echo "$name: $n200 served, $n503 refused with 503"
 
 # ---- hang up mid-stream: canceled at once, slot freed
-python3 "$src/tests/server/client.py" disconnect 127.0.0.1 "$port" >/dev/null || fail "disconnect client"
+$py "$src/tests/server/client.py" disconnect 127.0.0.1 "$port" >/dev/null || fail "disconnect client"
 wait_metric 'tfab_cancellations_total{reason="disconnect"}' 1
 wait_metric tfab_active_streams 0
 wait_metric 'tfab_kv_slots_used{model="tfab-tiny-f16"}' 0
 # ... and mid-answer (no streaming): the client hangs up 20 ms into a long generation
-python3 "$src/tests/server/client.py" hangup 127.0.0.1 "$port" || fail "hangup client"
+$py "$src/tests/server/client.py" hangup 127.0.0.1 "$port" || fail "hangup client"
 wait_metric 'tfab_cancellations_total{reason="disconnect"}' 2
 wait_metric tfab_active_streams 0
 gen=$(metric tfab_generated_tokens_total)
 
 # ---- a reader that stalls: paused at 4 unacknowledged chunks, canceled after 600 ms
-python3 "$src/tests/server/client.py" stall 127.0.0.1 "$port" "$work/drain" >"$work/stall.out" &
+$py "$src/tests/server/client.py" stall 127.0.0.1 "$port" "$work/drain" >"$work/stall.out" &
 staller=$!
 wait_metric 'tfab_cancellations_total{reason="stall"}' 1
 touch "$work/drain"
