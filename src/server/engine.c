@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <tfab/log.h>
 #include "srv.h"
 
@@ -22,6 +23,29 @@ uint64_t srv_now_ns(void)
 
 static void *sched_main(void *arg);
 
+/* The model's buffers from anonymous mappings: zeroed by the kernel page by page on first touch,
+ * so the KV cache of slots no sequence has used yet costs neither start-up time (no memset of
+ * every slot) nor resident memory. */
+static void *lazy_alloc(size_t size, int node, void *arg)
+{
+    (void)node, (void)arg;
+    void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        TFAB_ERROR(MOD, "mmap of %zu bytes for the model's buffers failed: %s", size, strerror(errno));
+        return NULL;
+    }
+    return p;
+}
+
+static void lazy_free(void *ptr, size_t size, void *arg)
+{
+    (void)arg;
+    if (ptr)
+        munmap(ptr, size ? size : 1);
+}
+
+static const tfab_stream_allocator_t lazy_allocator = {lazy_alloc, lazy_free, NULL};
+
 int srv_engine_create(srv_t *srv, const char *name, const char *path, srv_engine_t **e_p)
 {
     const srv_config_t *cfg = &srv->cfg;
@@ -33,7 +57,8 @@ int srv_engine_create(srv_t *srv, const char *name, const char *path, srv_engine
     snprintf(e->path, sizeof(e->path), "%s", path);
     e->batched = cfg->slots > 1; /* one slot: plain tfab_model_forward steps */
     uint64_t            t0 = srv_now_ns();
-    tfab_model_params_t mp = {.field_mask = TFAB_MODEL_PARAM_N_SEQ, .path = path};
+    tfab_model_params_t mp = {.field_mask = TFAB_MODEL_PARAM_N_SEQ | TFAB_MODEL_PARAM_ALLOCATOR,
+                              .path = path, .allocator = &lazy_allocator};
     mp.n_seq               = e->batched ? (cfg->slots ? cfg->slots : 1) : 1;
     if (cfg->n_ctx) {
         mp.field_mask |= TFAB_MODEL_PARAM_N_CTX;
