@@ -3,6 +3,7 @@
 tfab_script_test(unit_serve_api unit 120 server/t_serve_api.sh)
 tfab_script_test(unit_serve_load unit 120 server/t_serve_load.sh)
 tfab_script_test(unit_serve_config unit 60 server/t_serve_config.sh)
+tfab_script_test(unit_serve_cache unit 120 server/t_serve_cache.sh)
 tfab_script_test(unit_serve_openai unit 300 server/t_serve_openai.sh)
 tfab_script_test(unit_serve_dashboard unit 120 server/t_serve_dashboard.sh)
 
