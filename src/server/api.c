@@ -40,10 +40,10 @@ char *srv_error_json(const srv_error_t *err)
     return s;
 }
 
-#define BAD(param, ...)                                                                          \
-    do {                                                                                         \
-        srv_error_set(err, 400, "invalid_request_error", param, NULL, __VA_ARGS__);              \
-        return -1;                                                                               \
+#define BAD(param, ...)                                                                            \
+    do {                                                                                           \
+        srv_error_set(err, 400, "invalid_request_error", param, NULL, __VA_ARGS__);                \
+        return -1;                                                                                 \
     } while (0)
 
 /* Optional number field within [lo, hi]; 1 when present. */
@@ -112,7 +112,7 @@ static char *content_text(const cJSON *c)
         return strdup(c->valuestring);
     if (!cJSON_IsArray(c))
         return NULL;
-    size_t len = 0;
+    size_t       len = 0;
     const cJSON *p;
     cJSON_ArrayForEach(p, c)
     {
@@ -229,7 +229,7 @@ int srv_request_parse(srv_api_t api, const char *body, size_t len, srv_request_t
     memset(req, 0, sizeof(*req));
     req->api        = api;
     req->max_tokens = -1;
-    int    ollama   = api == SRV_API_OL_GENERATE || api == SRV_API_OL_CHAT;
+    int ollama      = api == SRV_API_OL_GENERATE || api == SRV_API_OL_CHAT;
     req->stream     = ollama; /* Ollama streams unless told not to */
     cJSON *root     = cJSON_ParseWithLength(body, len);
     int    rc       = -1;
@@ -280,7 +280,8 @@ int srv_request_parse(srv_api_t api, const char *body, size_t len, srv_request_t
         if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(p->child))
             p = p->child; /* ["text"] */
         if (p == NULL) {
-            srv_error_set(err, 400, "invalid_request_error", "prompt", NULL, "'prompt' is required");
+            srv_error_set(err, 400, "invalid_request_error", "prompt", NULL,
+                          "'prompt' is required");
             goto out;
         }
         if (!cJSON_IsString(p)) {
@@ -293,8 +294,8 @@ int srv_request_parse(srv_api_t api, const char *body, size_t len, srv_request_t
     }
     if (ollama) {
         /* Ollama's defaults (temperature 0.8, top_k 40, top_p 0.9), then its "options" */
-        req->sp.field_mask  = TFAB_SAMPLER_PARAM_TEMPERATURE | TFAB_SAMPLER_PARAM_TOP_K |
-                             TFAB_SAMPLER_PARAM_TOP_P;
+        req->sp.field_mask =
+            TFAB_SAMPLER_PARAM_TEMPERATURE | TFAB_SAMPLER_PARAM_TOP_K | TFAB_SAMPLER_PARAM_TOP_P;
         req->sp.temperature = 0.8f;
         req->sp.top_k       = 40;
         req->sp.top_p       = 0.9f;

@@ -158,8 +158,10 @@ unsigned srv_cache_list(srv_t *srv, srv_model_info_t *out, unsigned max)
         snprintf(out[n].name, sizeof(out[n].name), "%.*s", (int)(l - 5), de->d_name);
         if (!valid_name(out[n].name) || strcmp(out[n].name, srv->default_name) == 0)
             continue;
-        int w = snprintf(out[n].path, sizeof(out[n].path), "%s/%s", srv->cfg.models_dir, de->d_name);
-        if (w > 0 && (size_t)w < sizeof(out[n].path) && stat_file(out[n].path, &out[n].size, &out[n].mtime) == 0)
+        int w =
+            snprintf(out[n].path, sizeof(out[n].path), "%s/%s", srv->cfg.models_dir, de->d_name);
+        if (w > 0 && (size_t)w < sizeof(out[n].path) &&
+            stat_file(out[n].path, &out[n].size, &out[n].mtime) == 0)
             n++;
     }
     if (d)

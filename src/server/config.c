@@ -32,8 +32,10 @@ static const opt_t opts[] = {
     {"models_dir", T_STR, S(models_dir), "", 0, 0,
      "directory of more models, selected by file stem in the request's \"model\""},
     {"max_models", T_UINT, S(max_models), "3", 1, 64, "models loaded at once (LRU eviction)"},
-    {"slots", T_UINT, S(slots), "32", 1, 256, "KV cache slots per model: sequences decoded together"},
-    {"n_ctx", T_UINT, S(n_ctx), "0", 0, 1 << 20, "context length per slot (0: the model's, <= 4096)"},
+    {"slots", T_UINT, S(slots), "32", 1, 256,
+     "KV cache slots per model: sequences decoded together"},
+    {"n_ctx", T_UINT, S(n_ctx), "0", 0, 1 << 20,
+     "context length per slot (0: the model's, <= 4096)"},
     {"n_batch", T_UINT, S(n_batch), "64", 1, 4096, "most tokens in one decode step"},
     {"threads", T_UINT, S(threads), "0", 0, 1024, "compute threads (0: online CPUs)"},
     {"stream_limit_min", T_UINT, S(limit_min), "5", 1, 100000, "adaptive stream limit: floor"},
@@ -52,7 +54,8 @@ static const opt_t opts[] = {
      "a stream paused this long is canceled as a slow consumer"},
     {"retry_after_s", T_UINT, S(retry_after_s), "1", 0, 3600, "Retry-After of a 503"},
     {"max_body", T_UINT, S(max_body), "1048576", 64, 1u << 30, "request body bytes (413 beyond)"},
-    {"chunk_pool", T_UINT, S(chunk_pool), "8192", 16, 1u << 24, "response chunks in the fixed pool"},
+    {"chunk_pool", T_UINT, S(chunk_pool), "8192", 16, 1u << 24,
+     "response chunks in the fixed pool"},
     {"max_tokens_default", T_UINT, S(max_tokens_default), "256", 0, 1 << 20,
      "tokens generated when a request gives no max_tokens (0: to the context's end)"},
     {"send_buffer", T_UINT, S(send_buffer), "0", 0, 1 << 30,
@@ -85,7 +88,8 @@ static int set_opt(srv_config_t *cfg, const opt_t *o, const char *v, char *err, 
         }
         if (strcmp(o->name, "log_level") == 0 && v[0] && strcmp(v, "error") && strcmp(v, "warn") &&
             strcmp(v, "info") && strcmp(v, "debug") && strcmp(v, "trace")) {
-            snprintf(err, len, "key '%s': '%s' is not error, warn, info, debug or trace", o->name, v);
+            snprintf(err, len, "key '%s': '%s' is not error, warn, info, debug or trace", o->name,
+                     v);
             return -1;
         }
         if (strcmp(o->name, "chat_template") == 0 && v[0] &&
@@ -125,7 +129,7 @@ void srv_config_help(FILE *out)
 {
     fprintf(out, "configuration keys (YAML key / TFAB_ variable / flag), default, meaning:\n");
     for (size_t i = 0; i < N_OPTS; i++) {
-        char flag[64], env[64];
+        char   flag[64], env[64];
         size_t j;
         for (j = 0; opts[i].name[j] && j < 40; j++) {
             flag[j] = opts[i].name[j] == '_' ? '-' : opts[i].name[j];
@@ -150,10 +154,11 @@ static const char *scalar(yaml_document_t *doc, yaml_node_t *n)
 static int apply_map(srv_config_t *cfg, yaml_document_t *doc, yaml_node_t *map, const char *name,
                      int top, char *err, size_t len)
 {
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(doc, p->value);
-        const char  *ks = scalar(doc, k);
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k    = yaml_document_get_node(doc, p->key);
+        yaml_node_t *v    = yaml_document_get_node(doc, p->value);
+        const char  *ks   = scalar(doc, k);
         unsigned     line = (k ? (unsigned)k->start_mark.line : 0) + 1;
         if (ks == NULL) {
             snprintf(err, len, "%s:%u: keys must be plain names", name, line);
@@ -211,29 +216,34 @@ int srv_config_parse_yaml(srv_config_t *cfg, const char *text, size_t len, const
     }
     if (apply_map(cfg, &doc, root, name, 1, err, err_len) != 0)
         goto out;
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k  = yaml_document_get_node(&doc, p->key);
         const char  *ks = scalar(&doc, k);
         if (ks == NULL || strcmp(ks, "environments") != 0)
             continue;
         yaml_node_t *envmap = yaml_document_get_node(&doc, p->value);
         if (envmap == NULL || envmap->type != YAML_MAPPING_NODE) {
-            snprintf(err, err_len, "%s:%u: key 'environments': must map development, production, "
-                                   "test to their overrides", name, (unsigned)k->start_mark.line + 1);
+            snprintf(err, err_len,
+                     "%s:%u: key 'environments': must map development, production, "
+                     "test to their overrides",
+                     name, (unsigned)k->start_mark.line + 1);
             goto out;
         }
         for (yaml_node_pair_t *q = envmap->data.mapping.pairs.start;
              q < envmap->data.mapping.pairs.top; q++) {
-            yaml_node_t *ek = yaml_document_get_node(&doc, q->key);
-            yaml_node_t *ev = yaml_document_get_node(&doc, q->value);
-            const char  *es = scalar(&doc, ek);
-            unsigned     line = (ek ? (unsigned)ek->start_mark.line : 0) + 1;
+            yaml_node_t *ek    = yaml_document_get_node(&doc, q->key);
+            yaml_node_t *ev    = yaml_document_get_node(&doc, q->value);
+            const char  *es    = scalar(&doc, ek);
+            unsigned     line  = (ek ? (unsigned)ek->start_mark.line : 0) + 1;
             int          known = 0;
             for (size_t i = 0; es && i < sizeof(envs) / sizeof(envs[0]); i++)
                 known |= strcmp(es, envs[i]) == 0;
             if (!known) {
-                snprintf(err, err_len, "%s:%u: unknown environment '%s' (development, production, "
-                                       "test)", name, line, es ? es : "?");
+                snprintf(err, err_len,
+                         "%s:%u: unknown environment '%s' (development, production, "
+                         "test)",
+                         name, line, es ? es : "?");
                 goto out;
             }
             if (ev == NULL || (ev->type != YAML_MAPPING_NODE &&
@@ -366,10 +376,11 @@ int srv_config_load(srv_config_t *cfg, int argc, char **argv, char *err, size_t 
             key[j] = a[2 + j] == '-' ? '_' : a[2 + j];
         key[kl] = '\0';
         /* short spellings */
-        const char *k = strcmp(key, "socket") == 0 ? "socket_path" : key;
+        const char  *k = strcmp(key, "socket") == 0 ? "socket_path" : key;
         const opt_t *o = find_opt(k, strlen(k));
         if (o == NULL) {
-            snprintf(err, len, "unknown flag '%.*s' (see tfab serve --help-config)", (int)kl + 2, a);
+            snprintf(err, len, "unknown flag '%.*s' (see tfab serve --help-config)", (int)kl + 2,
+                     a);
             return -1;
         }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);

@@ -29,9 +29,11 @@ static void *sched_main(void *arg);
 static void *lazy_alloc(size_t size, int node, void *arg)
 {
     (void)node, (void)arg;
-    void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p =
+        mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-        TFAB_ERROR(MOD, "mmap of %zu bytes for the model's buffers failed: %s", size, strerror(errno));
+        TFAB_ERROR(MOD, "mmap of %zu bytes for the model's buffers failed: %s", size,
+                   strerror(errno));
         return NULL;
     }
     return p;
@@ -55,10 +57,11 @@ int srv_engine_create(srv_t *srv, const char *name, const char *path, srv_engine
     e->srv = srv;
     snprintf(e->name, sizeof(e->name), "%s", name);
     snprintf(e->path, sizeof(e->path), "%s", path);
-    e->batched = cfg->slots > 1; /* one slot: plain tfab_model_forward steps */
+    e->batched             = cfg->slots > 1; /* one slot: plain tfab_model_forward steps */
     uint64_t            t0 = srv_now_ns();
     tfab_model_params_t mp = {.field_mask = TFAB_MODEL_PARAM_N_SEQ | TFAB_MODEL_PARAM_ALLOCATOR,
-                              .path = path, .allocator = &lazy_allocator};
+                              .path       = path,
+                              .allocator  = &lazy_allocator};
     mp.n_seq               = e->batched ? (cfg->slots ? cfg->slots : 1) : 1;
     if (cfg->n_ctx) {
         mp.field_mask |= TFAB_MODEL_PARAM_N_CTX;
@@ -77,9 +80,10 @@ int srv_engine_create(srv_t *srv, const char *name, const char *path, srv_engine
     if (tfab_model_create(&mp, &e->model) != TFAB_OK)
         goto err_free; /* the loader said what is wrong */
     const tfab_model_config_t *mc = tfab_model_config(e->model);
-    TFAB_INFO(MOD, "loading model '%s': %s, %u layers, %u vocab; weights mapped in %.1f ms; reading "
-                   "the tokenizer", name, mc->arch_name, mc->n_layer, mc->n_vocab,
-              (double)(srv_now_ns() - t0) / 1e6);
+    TFAB_INFO(MOD,
+              "loading model '%s': %s, %u layers, %u vocab; weights mapped in %.1f ms; reading "
+              "the tokenizer",
+              name, mc->arch_name, mc->n_layer, mc->n_vocab, (double)(srv_now_ns() - t0) / 1e6);
     if (tfab_vocab_load_gguf_file(path, &e->vocab) != TFAB_OK) {
         TFAB_ERROR(MOD, "%s: no usable tokenizer in its metadata", path);
         goto err_model;
@@ -106,9 +110,11 @@ int srv_engine_create(srv_t *srv, const char *name, const char *path, srv_engine
         TFAB_ERROR(MOD, "model '%s': cannot start its scheduler thread", name);
         goto err_sync;
     }
-    TFAB_INFO(MOD, "model '%s' ready in %.1f ms: context %u, batch %u, %u slot(s), %s kernels, chat "
-                   "template %s", name, (double)(srv_now_ns() - t0) / 1e6, e->n_ctx, e->n_batch,
-              e->n_slots, tfab_model_kernels(e->model),
+    TFAB_INFO(MOD,
+              "model '%s' ready in %.1f ms: context %u, batch %u, %u slot(s), %s kernels, chat "
+              "template %s",
+              name, (double)(srv_now_ns() - t0) / 1e6, e->n_ctx, e->n_batch, e->n_slots,
+              tfab_model_kernels(e->model),
               e->tmpl ? tfab_chat_tmpl_name(e->tmpl) : "none (messages joined by newlines)");
     *e_p = e;
     return 0;
@@ -173,7 +179,8 @@ static char *render_prompt(srv_engine_t *e, const srv_request_t *req, int *speci
         return strdup(req->prompt);
     if (e->tmpl != TFAB_CHAT_TMPL_UNKNOWN) {
         size_t need = 0;
-        if (tfab_chat_render(e->tmpl, req->msgs, req->n_msgs, 1, NULL, 0, &need) != TFAB_ERR_RANGE &&
+        if (tfab_chat_render(e->tmpl, req->msgs, req->n_msgs, 1, NULL, 0, &need) !=
+                TFAB_ERR_RANGE &&
             need == 0) {
             srv_error_set(err, 400, "invalid_request_error", "messages", NULL,
                           "the messages cannot be rendered with the %s template",
@@ -181,8 +188,8 @@ static char *render_prompt(srv_engine_t *e, const srv_request_t *req, int *speci
             return NULL;
         }
         char *buf = malloc(need + 1);
-        if (buf && tfab_chat_render(e->tmpl, req->msgs, req->n_msgs, 1, buf, need + 1, &need) ==
-                       TFAB_OK) {
+        if (buf &&
+            tfab_chat_render(e->tmpl, req->msgs, req->n_msgs, 1, buf, need + 1, &need) == TFAB_OK) {
             *special_p = 1;
             return buf;
         }
@@ -218,7 +225,7 @@ int srv_engine_submit(srv_engine_t *e, srv_stream_t *s, srv_error_t *err)
             srv_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
         return -1;
     }
-    size_t        n  = 0, len = strlen(text);
+    size_t        n = 0, len = strlen(text);
     tfab_status_t st = TFAB_ERR_NOMEM;
     if ((s->prompt = malloc(sizeof(*s->prompt) * e->n_ctx)) != NULL)
         st = tfab_tokenize(e->vocab, text, len,
@@ -241,11 +248,12 @@ int srv_engine_submit(srv_engine_t *e, srv_stream_t *s, srv_error_t *err)
                       NULL, "the prompt is empty");
         return -1;
     }
-    s->n_prompt       = (uint32_t)n;
-    uint32_t room     = e->n_ctx - s->n_prompt;
-    int      mt       = s->req.max_tokens;
-    s->max_tokens     = mt < 0 ? (e->srv->cfg.max_tokens_default ? e->srv->cfg.max_tokens_default : room)
-                               : (uint32_t)mt;
+    s->n_prompt   = (uint32_t)n;
+    uint32_t room = e->n_ctx - s->n_prompt;
+    int      mt   = s->req.max_tokens;
+    s->max_tokens = mt < 0
+                        ? (e->srv->cfg.max_tokens_default ? e->srv->cfg.max_tokens_default : room)
+                        : (uint32_t)mt;
     if (s->max_tokens > room)
         s->max_tokens = room;
     tfab_sampler_params_t sp = s->req.sp;
@@ -466,8 +474,8 @@ static void on_token(srv_engine_t *e, srv_stream_t *s, const float *row, uint64_
 static tfab_status_t run_batch(srv_engine_t *e, uint32_t n, uint32_t n_rows)
 {
     if (e->batched) {
-        tfab_model_batch_t b = {.n = n, .tokens = e->b_tok, .pos = e->b_pos, .seq = e->b_seq,
-                                .want_logits = e->b_want};
+        tfab_model_batch_t b = {
+            .n = n, .tokens = e->b_tok, .pos = e->b_pos, .seq = e->b_seq, .want_logits = e->b_want};
         return tfab_model_decode(e->model, NULL, &b, e->logits, NULL);
     }
     tfab_status_t st = tfab_model_forward(e->model, e->b_tok, n, e->b_pos[0], e->logits);
@@ -490,8 +498,10 @@ static void step(srv_engine_t *e)
         int c = atomic_load(&s->cancel);
         if (c != SRV_CANCEL_NONE) {
             TFAB_DEBUG(MOD, "stream %llu canceled (%s) after %u tokens; slot %u freed",
-                       (unsigned long long)s->id, c == SRV_CANCEL_DISCONNECT ? "disconnect"
-                                                   : c == SRV_CANCEL_STALL ? "stall" : "shutdown",
+                       (unsigned long long)s->id,
+                       c == SRV_CANCEL_DISCONNECT ? "disconnect"
+                       : c == SRV_CANCEL_STALL    ? "stall"
+                                                  : "shutdown",
                        s->n_gen, i);
             count_cancel(srv, c);
             finish(e, s, SRV_FINISH_CANCELED);
@@ -505,8 +515,9 @@ static void step(srv_engine_t *e)
                 TFAB_DEBUG(MOD, "stream %llu paused: %u chunks unacknowledged",
                            (unsigned long long)s->id, srv->cfg.credits);
             } else if (now - s->paused_since_ns > (uint64_t)srv->cfg.ack_timeout_ms * 1000000ull) {
-                TFAB_WARN(MOD, "slow consumer: stream %llu (model '%s') took no chunk for %u ms "
-                               "with %u unacknowledged; canceled",
+                TFAB_WARN(MOD,
+                          "slow consumer: stream %llu (model '%s') took no chunk for %u ms "
+                          "with %u unacknowledged; canceled",
                           (unsigned long long)s->id, e->name, srv->cfg.ack_timeout_ms,
                           srv->cfg.credits);
                 pthread_mutex_lock(&srv->metrics.lock);
@@ -519,11 +530,11 @@ static void step(srv_engine_t *e)
             paused = 1;
             continue;
         }
-        s->paused_since_ns = 0;
-        e->b_tok[n]        = s->last;
-        e->b_pos[n]        = s->n_past;
-        e->b_seq[n]        = i;
-        e->b_want[n]       = 1;
+        s->paused_since_ns   = 0;
+        e->b_tok[n]          = s->last;
+        e->b_pos[n]          = s->n_past;
+        e->b_seq[n]          = i;
+        e->b_want[n]         = 1;
         e->b_owner[n_rows++] = s;
         n++;
     }
@@ -590,7 +601,7 @@ static void *sched_main(void *arg)
             if (e->pending_head == NULL)
                 e->pending_tail = NULL;
             e->n_pending--;
-            s->next = NULL;
+            s->next    = NULL;
             uint32_t i = 0;
             while (e->slot[i])
                 i++;

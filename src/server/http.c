@@ -35,21 +35,21 @@ typedef enum route {
 } route_t;
 
 typedef struct conn_req {
-    srv_t         *srv;
-    route_t        route;
-    srv_api_t      api;
-    char          *body;
-    size_t         len, cap;
-    int            too_big;
-    int            fd;
-    srv_engine_t  *engine;
-    srv_stream_t  *stream;
-    int            admitted;
-    time_t         created;
+    srv_t        *srv;
+    route_t       route;
+    srv_api_t     api;
+    char         *body;
+    size_t        len, cap;
+    int           too_big;
+    int           fd;
+    srv_engine_t *engine;
+    srv_stream_t *stream;
+    int           admitted;
+    time_t        created;
     /* streaming output */
-    char          *out;
-    size_t         out_len, out_off, out_cap;
-    int            ended;
+    char  *out;
+    size_t out_len, out_off, out_cap;
+    int    ended;
 } conn_req_t;
 
 /* ---- responses ------------------------------------------------------------------------------ */
@@ -141,9 +141,9 @@ static cJSON *openai_head(const conn_req_t *r, int chunk)
     snprintf(id, sizeof(id), "%s-%llu", chat ? "chatcmpl" : "cmpl", (unsigned long long)s->id);
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "id", id);
-    cJSON_AddStringToObject(root, "object", chat ? (chunk ? "chat.completion.chunk"
-                                                          : "chat.completion")
-                                                 : "text_completion");
+    cJSON_AddStringToObject(root, "object",
+                            chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                                 : "text_completion");
     cJSON_AddNumberToObject(root, "created", (double)r->created);
     cJSON_AddStringToObject(root, "model", r->engine->name);
     cJSON_AddStringToObject(root, "system_fingerprint", "tfab");
@@ -190,7 +190,7 @@ static cJSON *ollama_obj(const conn_req_t *r, const char *text, int done)
     }
     cJSON_AddBoolToObject(o, "done", done);
     if (done) {
-        uint64_t end = s->t_last_ns ? s->t_last_ns : srv_now_ns();
+        uint64_t end   = s->t_last_ns ? s->t_last_ns : srv_now_ns();
         uint64_t first = s->t_first_ns ? s->t_first_ns : end;
         cJSON_AddStringToObject(o, "done_reason", finish_str(s->finish));
         cJSON_AddNumberToObject(o, "total_duration", (double)(srv_now_ns() - s->t_arrive_ns));
@@ -211,15 +211,15 @@ static void out_event(conn_req_t *r, cJSON *root)
     cJSON_Delete(root);
     if (s == NULL)
         return;
-    int    sse  = r->api == SRV_API_CHAT || r->api == SRV_API_COMPLETION;
-    size_t n    = strlen(s), need = r->out_len + n + 8;
+    int    sse = r->api == SRV_API_CHAT || r->api == SRV_API_COMPLETION;
+    size_t n = strlen(s), need = r->out_len + n + 8;
     if (need > r->out_cap) {
         char *p = realloc(r->out, need * 2);
         if (p == NULL) {
             free(s);
             return;
         }
-        r->out = p;
+        r->out     = p;
         r->out_cap = need * 2;
     }
     if (sse) {
@@ -284,7 +284,7 @@ static void event_final(conn_req_t *r)
         size_t need = r->out_len + 16;
         char  *p    = need > r->out_cap ? realloc(r->out, need) : r->out;
         if (p) {
-            r->out = p;
+            r->out     = p;
             r->out_cap = need > r->out_cap ? need : r->out_cap;
             memcpy(r->out + r->out_len, "data: [DONE]\n\n", 14);
             r->out_len += 14;
@@ -429,8 +429,9 @@ static enum MHD_Result respond_generation(conn_req_t *r, struct MHD_Connection *
     if (s->finish == SRV_FINISH_CANCELED || s->finish == SRV_FINISH_ERROR) {
         free(text);
         srv_error_set(&err, s->finish == SRV_FINISH_ERROR ? 500 : 503, "server_error", NULL, NULL,
-                      s->finish == SRV_FINISH_ERROR ? "generation failed"
-                                                    : "the generation was canceled (server stopping)");
+                      s->finish == SRV_FINISH_ERROR
+                          ? "generation failed"
+                          : "the generation was canceled (server stopping)");
         return send_error(srv, c, &err, NULL);
     }
     cJSON *root;
@@ -458,11 +459,11 @@ static enum MHD_Result respond_models(srv_t *srv, struct MHD_Connection *c, int 
     cJSON           *root = cJSON_CreateObject();
     cJSON           *arr  = ollama ? cJSON_AddArrayToObject(root, "models")
                                    : (cJSON_AddStringToObject(root, "object", "list"),
-                                      cJSON_AddArrayToObject(root, "data"));
+                           cJSON_AddArrayToObject(root, "data"));
     for (unsigned i = 0; i < n; i++) {
         cJSON *o = cJSON_CreateObject();
         if (ollama) {
-            char name[160], ts[32];
+            char      name[160], ts[32];
             struct tm tm;
             time_t    t = (time_t)m[i].mtime;
             gmtime_r(&t, &tm);
@@ -509,9 +510,8 @@ static const struct {
 };
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     srv_t      *srv = cls;
     conn_req_t *r   = *con_cls;
@@ -564,7 +564,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_data_size) { /* body, piece by piece */
-        size_t n = *upload_data_size;
+        size_t n          = *upload_data_size;
         *upload_data_size = 0;
         if (r->too_big || r->len + n > srv->cfg.max_body) {
             r->too_big = 1;
@@ -656,8 +656,9 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
     (void)socket_ctx;
     if (toe != MHD_CONNECTION_NOTIFY_STARTED || srv->cfg.send_buffer == 0)
         return;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int                             v  = (int)srv->cfg.send_buffer;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int v = (int)srv->cfg.send_buffer;
     if (ci)
         setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
 }
@@ -672,8 +673,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     TFAB_DEBUG(MOD, "libmicrohttpd: %s", line);
 }
 
-#define MHD_FLAGS                                                                                \
-    (MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |            \
+#define MHD_FLAGS                                                                                  \
+    (MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |              \
      MHD_USE_ITC | MHD_USE_ERROR_LOG)
 
 static int parse_listen(const char *s, struct sockaddr_in *sa)
@@ -703,9 +704,9 @@ static struct MHD_Daemon *start_daemon(srv_t *srv, const struct sockaddr_in *sa,
 {
     if (sa)
         return MHD_start_daemon(MHD_FLAGS, ntohs(sa->sin_port), NULL, NULL, on_request, srv,
-                                MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED,
-                                on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-                                srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+                                MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                                srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+                                MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
     return MHD_start_daemon(MHD_FLAGS, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET,
                             listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
@@ -728,7 +729,8 @@ int srv_http_start(srv_t *srv)
                        cfg->listen, strerror(errno));
             return -1;
         }
-        const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd_tcp, MHD_DAEMON_INFO_BIND_PORT);
+        const union MHD_DaemonInfo *di =
+            MHD_get_daemon_info(srv->mhd_tcp, MHD_DAEMON_INFO_BIND_PORT);
         srv->tcp_port = di ? di->port : ntohs(sa.sin_port);
     }
     if (cfg->socket_path[0]) {

@@ -83,8 +83,8 @@ static void put_one(buf_t *b, const char *type, const char *name, const char *he
 
 char *srv_metrics_render(srv_t *srv)
 {
-    buf_t          b = {0};
-    srv_metrics_t  m;
+    buf_t         b = {0};
+    srv_metrics_t m;
     pthread_mutex_lock(&srv->metrics.lock);
     m = srv->metrics;
     pthread_mutex_unlock(&srv->metrics.lock);
@@ -98,33 +98,37 @@ char *srv_metrics_render(srv_t *srv)
 
     put_hist(&b, "tfab_ttft_seconds", "Time from request arrival to the first generated token.",
              &m.ttft);
-    put_hist(&b, "tfab_inter_token_seconds", "Time between consecutive tokens of a stream.", &m.itl);
+    put_hist(&b, "tfab_inter_token_seconds", "Time between consecutive tokens of a stream.",
+             &m.itl);
     put_hist(&b, "tfab_queue_seconds", "Time from request arrival to getting a KV cache slot.",
              &m.queue);
     put_one(&b, "counter", "tfab_generated_tokens_total", "Tokens generated.", (double)m.tokens);
     put_one(&b, "counter", "tfab_prompt_tokens_total", "Prompt tokens prefilled.",
             (double)m.prompt_tokens);
-    put_one(&b, "gauge", "tfab_tokens_per_second", "Generated tokens per second over the last second.",
-            m.tokens_per_s);
+    put_one(&b, "gauge", "tfab_tokens_per_second",
+            "Generated tokens per second over the last second.", m.tokens_per_s);
     put_one(&b, "counter", "tfab_generation_requests_total", "Generation requests admitted.",
             (double)m.requests);
     put_one(&b, "gauge", "tfab_active_streams", "Generation streams admitted and not yet finished.",
             active);
-    put_one(&b, "gauge", "tfab_stream_limit", "Current adaptive limit on concurrent streams.", limit);
-    put_one(&b, "counter", "tfab_rejections_total", "Requests refused with 503 at the stream limit.",
-            (double)m.rejections);
-    put(&b, "# HELP tfab_cancellations_total Generations canceled, by reason.\n"
-            "# TYPE tfab_cancellations_total counter\n"
-            "tfab_cancellations_total{reason=\"disconnect\"} %llu\n"
-            "tfab_cancellations_total{reason=\"stall\"} %llu\n"
-            "tfab_cancellations_total{reason=\"shutdown\"} %llu\n",
+    put_one(&b, "gauge", "tfab_stream_limit", "Current adaptive limit on concurrent streams.",
+            limit);
+    put_one(&b, "counter", "tfab_rejections_total",
+            "Requests refused with 503 at the stream limit.", (double)m.rejections);
+    put(&b,
+        "# HELP tfab_cancellations_total Generations canceled, by reason.\n"
+        "# TYPE tfab_cancellations_total counter\n"
+        "tfab_cancellations_total{reason=\"disconnect\"} %llu\n"
+        "tfab_cancellations_total{reason=\"stall\"} %llu\n"
+        "tfab_cancellations_total{reason=\"shutdown\"} %llu\n",
         (unsigned long long)m.cancel_disconnect, (unsigned long long)m.cancel_stall,
         (unsigned long long)m.cancel_shutdown);
     put_one(&b, "counter", "tfab_slow_consumers_total",
             "Streams canceled after stalling past the ack timeout.", (double)m.slow_consumers);
-    put(&b, "# HELP tfab_http_errors_total Error responses, by class.\n"
-            "# TYPE tfab_http_errors_total counter\n"
-            "tfab_http_errors_total{class=\"4xx\"} %llu\ntfab_http_errors_total{class=\"5xx\"} %llu\n",
+    put(&b,
+        "# HELP tfab_http_errors_total Error responses, by class.\n"
+        "# TYPE tfab_http_errors_total counter\n"
+        "tfab_http_errors_total{class=\"4xx\"} %llu\ntfab_http_errors_total{class=\"5xx\"} %llu\n",
         (unsigned long long)m.errors_4xx, (unsigned long long)m.errors_5xx);
     put_one(&b, "counter", "tfab_chunk_pool_allocs_total", "Response chunks taken from the pool.",
             (double)allocs);
@@ -132,8 +136,8 @@ char *srv_metrics_render(srv_t *srv)
             "Chunks taken that had been used before.", (double)reuses);
     put_one(&b, "gauge", "tfab_chunk_pool_reuse_ratio", "Reuses over allocations.",
             allocs ? (double)reuses / (double)allocs : 0.0);
-    put_one(&b, "counter", "tfab_chunk_pool_exhausted_total", "Chunk requests the pool could not serve.",
-            (double)dry);
+    put_one(&b, "counter", "tfab_chunk_pool_exhausted_total",
+            "Chunk requests the pool could not serve.", (double)dry);
     put_one(&b, "gauge", "tfab_chunk_pool_free", "Free chunks in the pool.", n_free);
     put_one(&b, "gauge", "tfab_chunk_pool_size", "Chunks in the pool.", n_pool);
 

@@ -42,9 +42,9 @@ static void evaluate_limit(srv_t *srv)
 {
     const srv_config_t *c = &srv->cfg;
     pthread_mutex_lock(&srv->metrics.lock);
-    double ttft_ms = srv->metrics.ttft_window_n
-                         ? srv->metrics.ttft_window_sum * 1e3 / (double)srv->metrics.ttft_window_n
-                         : srv->metrics.ttft_mean_last_ms;
+    double ttft_ms                 = srv->metrics.ttft_window_n
+                                         ? srv->metrics.ttft_window_sum * 1e3 / (double)srv->metrics.ttft_window_n
+                                         : srv->metrics.ttft_mean_last_ms;
     srv->metrics.ttft_mean_last_ms = ttft_ms;
     srv->metrics.ttft_window_sum   = 0;
     srv->metrics.ttft_window_n     = 0;
@@ -53,10 +53,11 @@ static void evaluate_limit(srv_t *srv)
     double   util = srv->util_n ? srv->util_sum / srv->util_n : 0;
     unsigned old  = srv->limit;
     if (util > c->util_high && ttft_ms < c->ttft_target_ms)
-        srv->limit = srv->limit + c->limit_up > c->limit_max ? c->limit_max : srv->limit + c->limit_up;
+        srv->limit =
+            srv->limit + c->limit_up > c->limit_max ? c->limit_max : srv->limit + c->limit_up;
     else if (util < c->util_low)
-        srv->limit = srv->limit < c->limit_min + c->limit_down ? c->limit_min
-                                                                : srv->limit - c->limit_down;
+        srv->limit =
+            srv->limit < c->limit_min + c->limit_down ? c->limit_min : srv->limit - c->limit_down;
     srv->util_sum = 0;
     srv->util_n   = 0;
     unsigned now  = srv->limit;
@@ -68,8 +69,8 @@ static void evaluate_limit(srv_t *srv)
 
 static void *house_main(void *arg)
 {
-    srv_t   *srv     = arg;
-    uint64_t t_rate  = srv_now_ns(), t_eval = t_rate;
+    srv_t   *srv    = arg;
+    uint64_t t_rate = srv_now_ns(), t_eval = t_rate;
     uint64_t tok_old = 0;
     pthread_mutex_lock(&srv->house_lock);
     while (!srv->stopping) {
@@ -190,7 +191,7 @@ void srv_stop(srv_t *srv)
     for (srv_engine_t *e = srv->engines; e; e = e->lru_next)
         srv_engine_shutdown(e); /* every stream ends canceled: their readers finish */
     pthread_mutex_unlock(&srv->cache_lock);
-    srv_http_stop(srv);     /* joins the connection threads */
+    srv_http_stop(srv); /* joins the connection threads */
     srv_cache_cleanup(srv);
     tfab_topology_free(srv->topo);
     srv_pool_cleanup(&srv->pool);
@@ -225,8 +226,8 @@ char *srv_dashboard_json(srv_t *srv)
             }
         }
     } else {
-        char host[256] = "localhost";
-        FILE *f        = fopen("/proc/sys/kernel/hostname", "r");
+        char  host[256] = "localhost";
+        FILE *f         = fopen("/proc/sys/kernel/hostname", "r");
         if (f) {
             if (fgets(host, sizeof(host), f))
                 host[strcspn(host, "\n")] = '\0';

@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         char  *j = srv_error_json(&err);
         cJSON *p = j ? cJSON_Parse(j) : NULL;
-        if (p == NULL || !cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "error"), "message")))
+        if (p == NULL ||
+            !cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "error"), "message")))
             __builtin_trap();
         cJSON_Delete(p);
         free(j);
