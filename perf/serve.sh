@@ -26,15 +26,13 @@ model=$here/../models/tfab-tiny-f16.gguf
 if [ $quick = 1 ]; then n_lat=200; per_client=2; tokens=32; else n_lat=2000; per_client=4; tokens=64; fi
 work=$(mktemp -d /tmp/tfab-serve-perf.XXXXXX)
 pid=""
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-t0=$($py -c 'import time; print(time.time())')
-"$tfab" --log-level info serve --config "" --listen 127.0.0.1:$port --socket "$work/s.sock" --model "$model" \
-    --slots 32 --stream-limit-min 40 --stream-limit-max 50 --stream-limit-initial 40 \
-    >"$work/log" 2>&1 &
-pid=$!
-startup=$($py "$load" health "127.0.0.1:$port" "$t0")
+read -r pid startup < <($py "$load" start "127.0.0.1:$port" "$work/log" \
+    "$tfab" --log-level info serve --config "" --listen 127.0.0.1:$port --socket "$work/s.sock" \
+    --model "$model" --slots 32 --stream-limit-min 40 --stream-limit-max 50 --stream-limit-initial 40)
+[ -n "$startup" ] || { cat "$work/log" >&2; exit 1; }
 sleep 0.3
 rss_start_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status)
 read -r uds50 uds99 < <($py "$load" latency "unix:$work/s.sock" $n_lat)
@@ -50,7 +48,7 @@ for c in 1 8 32; do
 done
 rss_busy_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status)
 batched=$(grep -o "[0-9]* slot(s)" "$work/log" | tail -1)
-kill -TERM $pid; wait $pid || true; pid=""
+kill -TERM $pid; while kill -0 $pid 2>/dev/null; do sleep 0.05; done; pid=""
 speedup=$(awk -v a="${tps[32]}" -v b="${tps[1]}" 'BEGIN {printf "%.2f", a / b}')
 
 printf '%-44s %12s\n' "measure" "value"

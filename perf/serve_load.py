@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """serve_load.py - load generator for perf/serve.sh: keep-alive HTTP over TCP or a Unix socket.
-  serve_load.py health URL|unix:PATH          wait for the first 200 from /health; print ms
+  serve_load.py start HOST:PORT LOG CMD...     start CMD (output to LOG), time from the exec to
+                                              the first 200 from /health; print "PID MS"
   serve_load.py latency TARGET N              N sequential max_tokens=1 completions on one
                                               keep-alive connection; print p50 and p99 in ms
   serve_load.py throughput TARGET C N TOKENS  C concurrent clients, N requests each of TOKENS
                                               tokens (greedy); print aggregate generated tok/s"""
-import http.client, json, socket, sys, threading, time
+import http.client, json, socket, subprocess, sys, threading, time
 
 class UnixConn(http.client.HTTPConnection):
     def __init__(self, path):
@@ -31,9 +32,13 @@ def post(c, body):
     return json.loads(data)
 
 mode = sys.argv[1]
-if mode == "health":
-    t0 = float(sys.argv[3]) if len(sys.argv) > 3 else time.time()
+if mode == "start":
+    log = open(sys.argv[3], "wb")
+    t0 = time.perf_counter()
+    p = subprocess.Popen(sys.argv[4:], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     while True:
+        if p.poll() is not None:
+            raise SystemExit("the server exited with %d" % p.returncode)
         try:
             c = conn(sys.argv[2]); c.timeout = 1
             c.request("GET", "/health"); r = c.getresponse(); r.read()
@@ -42,7 +47,7 @@ if mode == "health":
         except (OSError, http.client.HTTPException, ValueError):
             pass
         time.sleep(0.0005)
-    print("%.1f" % ((time.time() - t0) * 1e3))
+    print("%d %.1f" % (p.pid, (time.perf_counter() - t0) * 1e3))
 elif mode == "latency":
     c, n, lat = conn(sys.argv[2]), int(sys.argv[3]), []
     body = {"model": "tfab-tiny-f16", "prompt": "Hi", "max_tokens": 1, "temperature": 0}
