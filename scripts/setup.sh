@@ -21,6 +21,7 @@ packages=(
     libnuma-dev numactl libopenblas-dev libprotobuf-c-dev protobuf-c-compiler
     libmicrohttpd-dev libcjson-dev libpcre2-dev libyaml-dev libcmocka-dev
     iproute2 libcap2-bin iperf3 qemu-system-x86 busybox-static cpio kmod python3-torch python3-numpy
+    curl chromium
 )
 
 say() { printf '\n==> %s\n' "$*"; }

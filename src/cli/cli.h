@@ -18,5 +18,8 @@ int tfab_cli_logits(int argc, char **argv);
 int tfab_cli_node(int argc, char **argv);
 int tfab_cli_plan(int argc, char **argv);
 int tfab_cli_run_cluster(int argc, char **argv); /* tfab run --cluster */
+int tfab_cli_serve(int argc, char **argv);
+/* Path of the built-in model (beside the binary, or in the source tree), or NULL. */
+const char *tfab_cli_builtin_model(char *buf, size_t len);
 
 #endif

@@ -74,7 +74,7 @@ static double now_s(void)
 
 /* The built-in model: beside the binary's tree (build/ or an install prefix), or in the
  * source tree this binary was built from. */
-static const char *find_builtin(char *buf, size_t len)
+const char *tfab_cli_builtin_model(char *buf, size_t len)
 {
     char    exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -163,11 +163,9 @@ int tfab_cli_run(int argc, char **argv)
         return 2;
     }
     char builtin[PATH_MAX];
-    if (model_path == NULL && (model_path = find_builtin(builtin, sizeof(builtin))) == NULL) {
-        fprintf(stderr,
-                "tfab run: the built-in model %s was not found (looked beside the binary "
-                "and in %s/models); give --model PATH\n",
-                BUILTIN_MODEL, TFAB_SOURCE_DIR);
+    if (model_path == NULL && (model_path = tfab_cli_builtin_model(builtin, sizeof(builtin))) == NULL) {
+        fprintf(stderr, "tfab run: the built-in model %s was not found (looked beside the binary "
+                        "and in %s/models); give --model PATH\n", BUILTIN_MODEL, TFAB_SOURCE_DIR);
         return 1;
     }
 

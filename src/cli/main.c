@@ -8,6 +8,8 @@
 
 static const tfab_cli_cmd_t commands[] = {
     {"run", "generate text from a prompt (the built-in model unless --model)", tfab_cli_run},
+    {"serve", "serve models over HTTP and a Unix socket (OpenAI and Ollama APIs, metrics)",
+     tfab_cli_serve},
     {"devices", "list RDMA devices (ports, MTU, GIDs), TCP interfaces and pinning limits",
      tfab_cli_devices},
     {"topo", "check a topology priority file and print the ranked links between hosts", tfab_cli_topo},
