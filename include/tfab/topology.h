@@ -58,6 +58,15 @@ TFAB_API const tfab_topology_host_t *tfab_topology_find_host(const tfab_topology
 TFAB_API unsigned tfab_topology_rank(const tfab_topology_t *topo, const char *from, const char *to,
                                  tfab_topology_path_t *out, unsigned max);
 
+/* The fabric's ranked links (tfab_fabric_params_t.links) for host talking to peer: host's end
+ * of each path from tfab_topology_rank, best first, as "tcp ip:port, verbs ip:PORT" (verbs
+ * links carry only an IP: verbs_port completes it). Both peers derive theirs from the same
+ * file, so their rankings agree. Errors: TFAB_ERR_INVALID (no common link), TFAB_ERR_RANGE
+ * (out too small). */
+TFAB_API tfab_status_t tfab_topology_links(const tfab_topology_t *topo, const char *host,
+                                           const char *peer, int verbs_port, char *out,
+                                           size_t len);
+
 TFAB_API const char *tfab_link_kind_str(tfab_link_kind_t kind);
 
 #ifdef __cplusplus

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 #include <tfab/tfab.h>
+#include <tfab/topology.h>
 #include "../common/pattern.h"
 
 #define MiB (1ull << 20)
@@ -560,6 +561,46 @@ static void test_failover_ranked_links(void **state)
     pair_close(&pr);
 }
 
+/* The ranking comes from the topology file: both sides derive their links from it, connect,
+ * and the endpoint starts on the route's first link with the second standing by. */
+static void test_ranked_links_from_topology(void **state)
+{
+    static const char yaml[] =
+        "version: 1\n"
+        "hosts:\n"
+        "  - name: a\n"
+        "    links:\n"
+        "      - {name: n1, kind: tcp, address: 127.0.0.1:0}\n"
+        "      - {name: n2, kind: tcp, address: 127.0.0.2:0}\n"
+        "  - name: b\n"
+        "    links:\n"
+        "      - {name: n1, kind: tcp, address: 127.0.0.3:0}\n"
+        "      - {name: n2, kind: tcp, address: 127.0.0.4:0}\n"
+        "routes:\n"
+        "  - {from: a, to: b, links: [n2, n1]}\n";
+    tfab_topology_t *t;
+    char             err[256], links[256];
+    assert_int_equal(tfab_topology_parse(yaml, sizeof(yaml) - 1, "t.yaml", &t, err, sizeof(err)), TFAB_OK);
+    assert_int_equal(tfab_topology_links(t, "a", "b", 7470, links, sizeof(links)), TFAB_OK);
+    assert_string_equal(links, "tcp 127.0.0.2:0, tcp 127.0.0.1:0"); /* the route's order */
+    assert_int_equal(tfab_topology_links(t, "a", "b", 7470, links, 10), TFAB_ERR_RANGE);
+    assert_int_equal(tfab_topology_links(t, "a", "a", 7470, links, sizeof(links)), TFAB_ERR_INVALID);
+    pair_t             pr;
+    tfab_pool_params_t pp = {.field_mask = TFAB_POOL_PARAM_SIZE, .size = 16 * MiB};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(tfab_pool_create(&pp, &pr.pool[i]), TFAB_OK);
+    assert_int_equal(tfab_topology_links(t, "a", "b", 7470, links, sizeof(links)), TFAB_OK);
+    pr.fab[1] = ranked_fabric(pr.pool[1], links, 3000000000ull, 0); /* a serves */
+    pr.fab[0] = ranked_fabric(pr.pool[0], "tcp", 3000000000ull, 0);
+    assert_int_equal(tfab_ep_connect(pr.fab[0], tfab_fabric_address(pr.fab[1]), &pr.ep[0]), TFAB_OK);
+    assert_int_equal(tfab_fabric_accept(pr.fab[1], 5000000000ull, &pr.ep[1]), TFAB_OK);
+    assert_non_null(strstr(tfab_ep_link(pr.ep[0]), "tcp 127.0.0.2:"));
+    one_transfer(&pr, 100000, 3, 77);
+    one_transfer(&pr, 100, 3, 78);
+    pair_close(&pr);
+    tfab_topology_free(t);
+}
+
 /* Heartbeats: a peer that goes silent (a child process, stopped with SIGSTOP: its sockets stay
  * open, nothing says it died) fails a pending receive within the timeout; while it lived,
  * heartbeats kept the idle receive pending. */
@@ -638,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_peer_closes_mid_transfer),
         cmocka_unit_test(test_stalled_peer_times_out),
         cmocka_unit_test(test_failover_ranked_links),
+        cmocka_unit_test(test_ranked_links_from_topology),
         cmocka_unit_test(test_heartbeat_silent_peer),
     };
     return cmocka_run_group_tests_name("transport_tcp", tests, NULL, NULL);

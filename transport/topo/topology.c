@@ -440,3 +440,27 @@ unsigned tfab_topology_rank(const tfab_topology_t *t, const char *from, const ch
         }
     return n;
 }
+
+#define EP_LINKS_MAX 8 /* ranked links per endpoint (transport core) */
+
+tfab_status_t tfab_topology_links(const tfab_topology_t *t, const char *host, const char *peer,
+                                  int verbs_port, char *out, size_t len)
+{
+    tfab_topology_path_t p[EP_LINKS_MAX];
+    unsigned             n = tfab_topology_rank(t, host, peer, p, EP_LINKS_MAX);
+    size_t               o = 0;
+    if (n == 0 || len == 0)
+        return TFAB_ERR_INVALID;
+    out[0] = '\0';
+    for (unsigned i = 0; i < n && i < EP_LINKS_MAX; i++) {
+        const tfab_topology_link_t *l = p[i].local;
+        int w = l->kind == TFAB_LINK_TCP
+                    ? snprintf(out + o, len - o, "%stcp %s", i ? ", " : "", l->address)
+                    : snprintf(out + o, len - o, "%sverbs %s:%d", i ? ", " : "", l->address,
+                               verbs_port);
+        if (w < 0 || (size_t)w >= len - o)
+            return TFAB_ERR_RANGE;
+        o += (size_t)w;
+    }
+    return TFAB_OK;
+}

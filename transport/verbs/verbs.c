@@ -75,6 +75,13 @@ struct verbs_domain {
     int                        evfd;
     pthread_mutex_t            dev_lock;  /* device setup from concurrent ep_open calls */
     verbs_ep_t                *eps, *graveyard; /* under the fabric lock */
+    /* the reaper frees closed endpoints off the progress thread: rxe's teardown of a queue
+     * pair or window can wait in the kernel for seconds, and progress must not stop meanwhile */
+    pthread_t                  reaper;
+    pthread_mutex_t            reap_lock;
+    pthread_cond_t             reap_cond;
+    verbs_ep_t                *reap_head;
+    int                        reap_stop, have_reaper;
 };
 
 static int set_nonblock(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
@@ -136,6 +143,12 @@ static tfab_status_t dev_init(verbs_domain_t *d, struct ibv_context *ctx, uint8_
         TFAB_WARN(MOD, "%s has no type-2 memory windows: a connected peer can write anywhere in the "
                   "registered pool, not only into the buffer granted for a transfer (weaker mode)",
                   name);
+    else if (da.vendor_id == 0xffffff || strncmp(name, "rxe", 3) == 0)
+        /* measured by tests/transport/t_mw_softroce.sh: rxe (Linux 6.1) checks a window's key
+         * and state but the range against the registration under it */
+        TFAB_WARN(MOD, "%s (soft-RoCE) enforces a memory window's key but not its bounds: a peer "
+                  "holding a live grant can write anywhere in the registered pool until the grant "
+                  "is revoked; revoked grants are refused (weaker mode on this device)", name);
     d->mr = ibv_reg_mr(d->pd, tfab_pool_base(pool), tfab_pool_size(pool),
                        IBV_ACCESS_LOCAL_WRITE |
                            (d->use_mw ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_WRITE));
@@ -194,6 +207,40 @@ out:
     return st;
 }
 
+static void free_ep(verbs_ep_t *v);
+
+/* Stop the reaper once it freed everything handed to it. */
+static void reaper_stop(verbs_domain_t *d)
+{
+    if (!d->have_reaper)
+        return;
+    pthread_mutex_lock(&d->reap_lock);
+    d->reap_stop = 1;
+    pthread_cond_signal(&d->reap_cond);
+    pthread_mutex_unlock(&d->reap_lock);
+    pthread_join(d->reaper, NULL);
+    d->have_reaper = 0;
+}
+
+static void *reaper_main(void *arg)
+{
+    verbs_domain_t *d = arg;
+    pthread_mutex_lock(&d->reap_lock);
+    for (;;) {
+        while (d->reap_head == NULL && !d->reap_stop)
+            pthread_cond_wait(&d->reap_cond, &d->reap_lock);
+        if (d->reap_head == NULL)
+            break;
+        verbs_ep_t *v = d->reap_head;
+        d->reap_head  = v->next;
+        pthread_mutex_unlock(&d->reap_lock);
+        free_ep(v);
+        pthread_mutex_lock(&d->reap_lock);
+    }
+    pthread_mutex_unlock(&d->reap_lock);
+    return NULL;
+}
+
 static tfab_status_t verbs_domain_open(tfab_fabric_t *f, const char *listen, void **domain_p)
 {
     verbs_domain_t *d = calloc(1, sizeof(*d));
@@ -201,6 +248,9 @@ static tfab_status_t verbs_domain_open(tfab_fabric_t *f, const char *listen, voi
         return TFAB_ERR_NOMEM;
     d->fabric = f;
     pthread_mutex_init(&d->dev_lock, NULL);
+    pthread_mutex_init(&d->reap_lock, NULL);
+    pthread_cond_init(&d->reap_cond, NULL);
+    d->have_reaper = pthread_create(&d->reaper, NULL, reaper_main, d) == 0;
     d->evfd  = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     d->cm_ch = rdma_create_event_channel();
     if (d->evfd < 0 || d->cm_ch == NULL) {
@@ -233,6 +283,7 @@ static tfab_status_t verbs_domain_open(tfab_fabric_t *f, const char *listen, voi
     *domain_p = d;
     return TFAB_OK;
 err:
+    reaper_stop(d);
     if (d->listen_id)
         rdma_destroy_id(d->listen_id);
     if (d->listen_ch)
@@ -766,15 +817,20 @@ static int verbs_progress(void *domain, int timeout_ms)
 {
     verbs_domain_t *d = domain;
     tfab_core_lock(d->fabric);
-    verbs_ep_t *dead = d->graveyard; /* freed unlocked: teardown may block in the kernel */
+    verbs_ep_t *dead = d->graveyard; /* to the reaper: teardown may block in the kernel */
     d->graveyard     = NULL;
     struct ibv_cq           *cq  = d->cq; /* set once by dev_init, under the lock */
     struct ibv_comp_channel *cch = d->cch;
     tfab_core_unlock(d->fabric);
-    while (dead) {
-        verbs_ep_t *v = dead;
-        dead          = v->next;
-        free_ep(v);
+    if (dead) {
+        pthread_mutex_lock(&d->reap_lock);
+        verbs_ep_t *tail = dead;
+        while (tail->next)
+            tail = tail->next;
+        tail->next   = d->reap_head;
+        d->reap_head = dead;
+        pthread_cond_signal(&d->reap_cond);
+        pthread_mutex_unlock(&d->reap_lock);
     }
     struct ibv_wc wc[CQ_BATCH];
     int           n = cq ? ibv_poll_cq(cq, CQ_BATCH, wc) : 0;
@@ -819,6 +875,7 @@ static void verbs_wake(void *domain)
 static void verbs_domain_close(void *domain)
 {
     verbs_domain_t *d = domain;
+    reaper_stop(d); /* frees what it holds first */
     while (d->graveyard) {
         verbs_ep_t *v = d->graveyard;
         d->graveyard  = v->next;
