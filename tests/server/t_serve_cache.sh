@@ -2,7 +2,7 @@
 # t_serve_cache.sh - the model cache and the adaptive stream limit: models named by file stem
 # from --models-dir load on demand (progress logged), at most --max-models stay loaded and the
 # least recently used idle one is evicted; the limit rises by 5 under load with a fast first
-# token and falls by 2 when idle, within its bounds.
+# token (not with a slow one) and falls by 2 when idle, within its bounds.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mkdir "$work/models"
@@ -47,5 +47,15 @@ wait $h1 $h2 $h3 $h4 $h5 $h6 $h7 2>/dev/null || true
 # idle: down by 2 per interval to the floor
 wait_metric tfab_stream_limit 2
 grep -q "stream limit 9 -> 7 (utilisation [0-9]*%" "$work/server.log" || fail "no log of the fall"
+stop_server
+
+# ---- a slow first token holds the limit: the same load with a 1 ms TTFT target never raises it
+start_server --limit-interval-ms 300 --stream-limit-min 2 --stream-limit-initial 2 --stream-limit-max 9 \
+    --send-buffer 4096 --credits 2 --ack-timeout-ms 60000 --ttft-target-ms 1
+hold; h1=$!; hold; h2=$!
+wait_metric tfab_active_streams 2
+sleep 1.5   # five evaluations at 100 % utilisation
+[ "$(metric tfab_stream_limit)" = 2 ] || fail "the limit rose with a mean TTFT over the target"
+kill $h1 $h2 2>/dev/null; wait $h1 $h2 2>/dev/null || true
 stop_server
 echo "$name: PASS"
