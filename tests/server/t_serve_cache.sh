@@ -33,15 +33,14 @@ loaded=$(curl -sf "$url/v1/models" | $py -c 'import json,sys; print(" ".join(m["
 code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/completions" -d '{"model":"not-a-model","prompt":"x"}')
 [ "$code" = 404 ] || fail "a non-.gguf file was served as a model ($code)"
 
-# ---- adaptive limit: 2 long streams keep utilisation at 100 %: 2 -> 7, then 7 -> 9 (the ceiling;
-# a slow start of the next holders may dip it to 5 first, then 5 -> 9)
+# ---- adaptive limit: 2 long streams keep utilisation at 100 %: 2 -> 7; 5 more: up to 9, the
+# ceiling
 [ "$(metric tfab_stream_limit)" = 2 ] || fail "initial limit $(metric tfab_stream_limit)"
 hold() { $py "$src/tests/server/client.py" stall 127.0.0.1 "$port" "$work/drain" >/dev/null & }
 hold; h1=$!; hold; h2=$!
-wait_metric tfab_stream_limit 7
+wait_log "stream limit 2 -> 7 (utilisation "   # (2 of 7 then is under 30 %: it may fall to 5)
 hold; h3=$!; hold; h4=$!; hold; h5=$!; hold; h6=$!; hold; h7=$!
-wait_metric tfab_stream_limit 9
-grep -q "stream limit 2 -> 7 (utilisation 100%" "$work/server.log" || fail "no log of the raise"
+wait_metric tfab_stream_limit 9   # 7 of 9 (or 5 of 5, then 9): stable there
 kill $h1 $h2 $h3 $h4 $h5 $h6 $h7 2>/dev/null   # hang up: canceled at once
 wait $h1 $h2 $h3 $h4 $h5 $h6 $h7 2>/dev/null || true
 # idle: down by 2 per interval to the floor
