@@ -411,7 +411,7 @@ static int has_credit(srv_stream_t *s)
     pthread_mutex_lock(&s->lock);
     unsigned q = s->queued;
     pthread_mutex_unlock(&s->lock);
-    return q < s->srv->cfg.credits && s->srv->pool.n_free > 0;
+    return q < s->srv->cfg.credits && srv_pool_n_free(&s->srv->pool) > 0;
 }
 
 /* One token sampled for s: record it, stream its text, end the stream when it is done. */
@@ -566,8 +566,8 @@ static void step(srv_engine_t *e)
     }
     tfab_status_t st = run_batch(e, n, n_rows);
     now              = srv_now_ns();
-    e->steps++;
-    e->step_tokens += n;
+    atomic_fetch_add(&e->steps, 1);
+    atomic_fetch_add(&e->step_tokens, n);
     /* advance every sequence in the batch, then sample the rows */
     for (uint32_t j = 0; j < n; j++) {
         srv_stream_t *s = e->slot[e->b_seq[j]];

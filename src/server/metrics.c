@@ -163,12 +163,12 @@ char *srv_metrics_render(srv_t *srv)
             "# TYPE tfab_decode_steps_total counter\n");
     for (srv_engine_t *e = srv->engines; e; e = e->lru_next)
         put(&b, "tfab_decode_steps_total{model=\"%s\"} %llu\n", e->name,
-            (unsigned long long)e->steps);
+            (unsigned long long)atomic_load(&e->steps));
     put(&b, "# HELP tfab_batch_tokens_total Tokens run through decode steps, by model.\n"
             "# TYPE tfab_batch_tokens_total counter\n");
     for (srv_engine_t *e = srv->engines; e; e = e->lru_next)
         put(&b, "tfab_batch_tokens_total{model=\"%s\"} %llu\n", e->name,
-            (unsigned long long)e->step_tokens);
+            (unsigned long long)atomic_load(&e->step_tokens));
     put_one(&b, "gauge", "tfab_models_loaded", "Models in the cache.", srv->n_engines);
     pthread_mutex_unlock(&srv->cache_lock);
     /* one host: no transport links carry serving traffic, so no series; a cluster adds

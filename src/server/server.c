@@ -52,7 +52,8 @@ static void evaluate_limit(srv_t *srv)
     pthread_mutex_lock(&srv->reg_lock);
     double   util = srv->util_n ? srv->util_sum / srv->util_n : 0;
     unsigned old  = srv->limit;
-    if (util > c->util_high && ttft_ms < c->ttft_target_ms)
+    /* no first token measured yet: TTFT unknown, no raise */
+    if (util > c->util_high && ttft_ms >= 0 && ttft_ms < c->ttft_target_ms)
         srv->limit =
             srv->limit + c->limit_up > c->limit_max ? c->limit_max : srv->limit + c->limit_up;
     else if (util < c->util_low)
@@ -127,6 +128,7 @@ int srv_start(srv_t *srv, const srv_config_t *cfg)
     srv->limit      = cfg->limit_initial;
     atomic_init(&srv->next_id, 0);
     srv_metrics_init(&srv->metrics);
+    srv->metrics.ttft_mean_last_ms = -1; /* unknown until a first token */
     pthread_mutex_init(&srv->cache_lock, NULL);
     pthread_mutex_init(&srv->reg_lock, NULL);
     pthread_mutex_init(&srv->house_lock, NULL);

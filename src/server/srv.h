@@ -115,6 +115,7 @@ int          srv_pool_init(srv_pool_t *pool, unsigned n);
 void         srv_pool_cleanup(srv_pool_t *pool);
 srv_chunk_t *srv_pool_get(srv_pool_t *pool); /* NULL when empty */
 void         srv_pool_put_list(srv_pool_t *pool, srv_chunk_t *list);
+unsigned     srv_pool_n_free(srv_pool_t *pool);
 
 typedef enum srv_finish {
     SRV_FINISH_NONE = 0,
@@ -196,12 +197,12 @@ typedef struct srv_engine {
     srv_stream_t     **slot; /* [n_slots] */
     unsigned           n_active, n_pending;
     /* batch buffers (scheduler only) */
-    int32_t       *b_tok;
-    uint32_t      *b_pos, *b_seq;
-    uint8_t       *b_want;
-    srv_stream_t **b_owner; /* stream of each logits row */
-    float         *logits;  /* [n_batch][n_vocab] */
-    uint64_t       steps, step_tokens;
+    int32_t             *b_tok;
+    uint32_t            *b_pos, *b_seq;
+    uint8_t             *b_want;
+    srv_stream_t       **b_owner;            /* stream of each logits row */
+    float               *logits;             /* [n_batch][n_vocab] */
+    atomic_uint_fast64_t steps, step_tokens; /* read by /metrics */
 } srv_engine_t;
 
 int srv_engine_create(struct srv *srv, const char *name, const char *path, srv_engine_t **e_p);

@@ -47,6 +47,14 @@ srv_chunk_t *srv_pool_get(srv_pool_t *pool)
     return c;
 }
 
+unsigned srv_pool_n_free(srv_pool_t *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    unsigned n = pool->n_free;
+    pthread_mutex_unlock(&pool->lock);
+    return n;
+}
+
 void srv_pool_put_list(srv_pool_t *pool, srv_chunk_t *list)
 {
     if (list == NULL)

@@ -50,11 +50,22 @@ metric() {
 slow=0
 grep -q '^TFAB_SANITIZE_ADDRESS:BOOL=ON' "$TFAB_BUILD/CMakeCache.txt" 2>/dev/null && slow=1
 
-# wait_metric NAME VALUE: poll until /metrics shows it (20 s)
+# wait_metric NAME VALUE: poll until /metrics shows it (30 s of wall time, however slow the box)
 wait_metric() {
-    for _ in $(seq 1 400); do
+    local end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do
         [ "$(metric "$1")" = "$2" ] && return 0
         sleep 0.05
     done
     fail "metric $1 is '$(metric "$1")', expected $2"
+}
+
+# wait_log TEXT: poll until the server log has the fixed string (30 s)
+wait_log() {
+    local end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do
+        grep -qF -- "$1" "$work/server.log" && return 0
+        sleep 0.05
+    done
+    fail "the server log never said '$1'"
 }
