@@ -279,6 +279,7 @@ struct tfab_pipe {
     xfer_t            act[NSLOT];                       /* batches to rank 1 */
     xfer_t            logits_rx;                        /* from the last rank */
     int               closing, broken;
+    tfab_status_t     start_failed; /* a node's own reason it could not start */
     uint64_t          seq_no;
     uint32_t         *pos1;  /* [chunk] one host, tensor parallel: positions of a chunk */
     uint8_t          *want1; /* [chunk] one host, tensor parallel: logits flags */
@@ -346,6 +347,51 @@ static tfab_status_t check_nodes(void *arg)
     if (st != TFAB_OK)
         p->broken = 1;
     pthread_mutex_unlock(&p->s.mu);
+    return st;
+}
+
+/* A node that could not start its stage says why in its READY; report that rather than the
+ * link loss that follows when it exits. */
+static tfab_status_t ready_failure(tfab_pipe_t *p)
+{
+    if (p->start_failed != TFAB_OK)
+        return p->start_failed; /* said once */
+    for (unsigned r = 1; r < p->cl.n_ranks; r++) {
+        node_ref_t *nd = &p->nodes[r];
+        pipe_msg_t *m  = nd->ctrl_rx.buf;
+        char        why[1024];
+        pthread_mutex_lock(&p->s.mu);
+        int done = nd->ctrl_rx.done && nd->ctrl_rx.st == TFAB_OK;
+        pthread_mutex_unlock(&p->s.mu);
+        if (!done ||
+            wire_check(m, nd->ctrl_rx.len, PM_READY, 0, 0, 0, 0, why, sizeof(why)) != TFAB_OK ||
+            m->status == TFAB_OK)
+            continue;
+        TFAB_ERROR(MOD, "node %u (%s) failed to start its stage [%u, %u): %s", r,
+                   p->cl.ranks[r].address, p->begin[r], p->end[r], m->text);
+        p->broken = 1;
+        p->start_failed =
+            m->status < 0 && m->status > TFAB_ERR_LAST ? (tfab_status_t)m->status : TFAB_ERR_PROTO;
+        return p->start_failed;
+    }
+    return TFAB_OK;
+}
+
+/* Node checks while waiting for the stages to start: a node's own failure first. */
+static tfab_status_t check_start(void *arg)
+{
+    tfab_pipe_t  *p  = arg;
+    tfab_status_t st = ready_failure(p);
+    if (st == TFAB_OK) {
+        st = check_nodes(p);
+        if (st != TFAB_OK) { /* the node may have said why just before its link went */
+            usleep(100000);
+            p->broken = 0;
+            if (ready_failure(p) != TFAB_OK)
+                return TFAB_ERR_CANCELED;
+            p->broken = 1;
+        }
+    }
     return st;
 }
 
@@ -604,13 +650,16 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     uint64_t ready_by = deadline + (uint64_t)c->join_s * 1000 * MS;
     unsigned first = p->order[1], last = p->order[n - 1];
     if ((st = connect_retry(p->fab, c->ranks[first].address, ready_by, &p->to_first)) != TFAB_OK) {
-        TFAB_ERROR(MOD, "coordinator: cannot connect to node %u (%s): %s", first,
-                   c->ranks[first].address, tfab_status_str(st));
+        if (ready_failure(p) == TFAB_OK)
+            TFAB_ERROR(MOD, "coordinator: cannot connect to node %u (%s): %s", first,
+                       c->ranks[first].address, tfab_status_str(st));
         goto err_fabric;
     }
     while ((st = tfab_fabric_accept(p->fab, POLL_NS * 5, &p->from_last)) == TFAB_ERR_TIMEOUT &&
-           now_ns() < ready_by && (st = check_nodes(p)) == TFAB_OK)
+           now_ns() < ready_by && (st = check_start(p)) == TFAB_OK)
         ;
+    if (st == TFAB_ERR_CANCELED || (st != TFAB_OK && ready_failure(p) != TFAB_OK))
+        goto err_fabric; /* a node said why */
     if (st != TFAB_OK) {
         TFAB_ERROR(MOD, "coordinator: the last node %u (%s) did not connect back: %s", last,
                    c->ranks[last].address, tfab_status_str(st));
@@ -619,7 +668,9 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     for (unsigned r = 1; r < n; r++) {
         node_ref_t *nd = &p->nodes[r];
         char        why[1024];
-        st = wait_xfer(&p->s, &nd->ctrl_rx, ready_by, check_nodes, p);
+        st = wait_xfer(&p->s, &nd->ctrl_rx, ready_by, check_start, p);
+        if (st == TFAB_ERR_CANCELED)
+            goto err_fabric; /* ready_failure said why */
         if (st == TFAB_OK)
             st = wire_check(nd->ctrl_rx.buf, nd->ctrl_rx.len, PM_READY, 0, 0, 0, 0, why,
                             sizeof(why));

@@ -28,3 +28,4 @@ if(TFAB_HAVE_VERBS)
   set_tests_properties(softroce_cluster_pipeline PROPERTIES FIXTURES_REQUIRED softroce_cache
                        RESOURCE_LOCK softroce_vms)
 endif()
+tfab_script_test(unit_cluster_start_errors unit 120 cluster/t_start_errors.sh)
