@@ -984,8 +984,12 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
         account_send(p, &p->act[k]);
     p->stats.bytes_received += p->logits_rx.len;
     p->stats.tokens += n;
-    if ((st = post_recv(p->from_last, &p->logits_rx, TAG_LOGITS)) != TFAB_OK)
+    if ((st = post_recv(p->from_last, &p->logits_rx, TAG_LOGITS)) != TFAB_OK) {
+        unsigned last = p->order[p->cl.n_ranks - 1];
+        TFAB_ERROR(MOD, "node %u (%s): link lost (%s)", last, p->cl.ranks[last].address,
+                   tfab_status_str(st));
         goto fail;
+    }
     return TFAB_OK;
 fail:
     if (!p->broken)
