@@ -7,7 +7,13 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 work=$(mktemp -d /tmp/tfab-start.XXXXXX)
 pids=()
-trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+cleanup() {
+    local rc=$?
+    for p in "${pids[@]:-}"; do [ -z "$p" ] || kill "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+    exit $rc
+}
+trap cleanup EXIT
 "$py" - "$work/other.gguf" "$here/../model" <<'PY'
 import sys
 sys.path.insert(0, sys.argv[2])
