@@ -27,16 +27,19 @@ typedef struct tfab_cluster_rank {
 
 /* A parsed cluster file (format in README "Cluster file"). */
 typedef struct tfab_cluster {
-    char                name[256];     /* the file, for messages */
-    char                token[128];    /* cluster secret ("" if not given) */
-    char                model[512];    /* model path on the coordinator ("" if not given) */
-    uint32_t            chunk;         /* prefill chunk in tokens (default 32) */
-    uint32_t            heartbeat_ms;  /* node heartbeat interval (default 200) */
-    uint32_t            dead_ms;       /* a node silent this long is dead (default 2000) */
-    uint32_t            join_s;        /* how long the coordinator waits for nodes (default 60) */
-    char                backend[16];   /* "tcp" (default) or "verbs" */
-    char                topology[512]; /* topology file ranking the links ("" if none) */
-    unsigned            n_ranks;       /* rank 0 = coordinator */
+    char     name[256];     /* the file, for messages */
+    char     token[128];    /* cluster secret ("" if not given) */
+    char     model[512];    /* model path on the coordinator ("" if not given) */
+    uint32_t chunk;         /* prefill chunk in tokens (default 32) */
+    uint32_t heartbeat_ms;  /* node heartbeat interval (default 200) */
+    uint32_t dead_ms;       /* a node silent this long is dead (default 2000) */
+    uint32_t join_s;        /* how long the coordinator waits for nodes (default 60) */
+    char     backend[16];   /* "tcp" (default) or "verbs" */
+    char     topology[512]; /* topology file ranking the links ("" if none) */
+    uint32_t tp;            /* > 1: tensor parallel across all ranks (default 1:
+                               pipeline) */
+    int                 tp_line;
+    unsigned            n_ranks; /* rank 0 = coordinator */
     tfab_cluster_rank_t ranks[TFAB_CLUSTER_MAX_RANKS];
 } tfab_cluster_t;
 

@@ -416,7 +416,7 @@ int tfab_cli_run_cluster(int argc, char **argv)
             n_done ? (double)n_done / t_decode : 0.0, (unsigned long long)ps.bytes_sent,
             ps.tokens ? (double)ps.bytes_sent / (double)ps.tokens : 0.0,
             (unsigned long long)ps.bytes_received, ps.compute_s * 1e3, ps.wait_s * 1e3);
-    if (cl.n_ranks > 1)
+    if (cl.n_ranks > 1 && cl.tp <= 1)
         fprintf(stderr,
                 "tfab run: prefill transfers to the next stage %.2f ms, %.2f ms of it hidden "
                 "behind the next chunk's compute (overlap %.2f)\n",

@@ -52,6 +52,7 @@ tfab_status_t tfab_cluster_parse(const char *text, size_t len, const char *name,
     c->heartbeat_ms = 200;
     c->dead_ms      = 2000;
     c->join_s       = 60;
+    c->tp           = 1;
     snprintf(c->backend, sizeof(c->backend), "tcp");
     int         line = 0, have_layers = -1;
     const char *p = text, *end = text + len;
@@ -166,6 +167,11 @@ tfab_status_t tfab_cluster_parse(const char *text, size_t len, const char *name,
             if (strlen(v) >= sizeof(c->model))
                 return fail(err, err_len, name, line, "model path too long");
             snprintf(c->model, sizeof(c->model), "%s", v);
+        } else if (strcmp(key, "tp") == 0) {
+            if (parse_u32(v, 1, TFAB_CLUSTER_MAX_RANKS, &c->tp))
+                return fail(err, err_len, name, line, "tp '%s': ranks per tensor-parallel group",
+                            v);
+            c->tp_line = line;
         } else if (strcmp(key, "topology") == 0) {
             if (strlen(v) >= sizeof(c->topology))
                 return fail(err, err_len, name, line, "topology path too long");
@@ -189,12 +195,20 @@ tfab_status_t tfab_cluster_parse(const char *text, size_t len, const char *name,
         } else {
             return fail(err, err_len, name, line,
                         "unknown directive '%s' (token, model, chunk, heartbeat_ms, dead_ms, "
-                        "join_s, backend, topology, coordinator, node)",
+                        "join_s, backend, topology, tp, coordinator, node)",
                         key);
         }
     }
     if (c->n_ranks == 0)
         return fail(err, err_len, name, line, "no 'coordinator IP:PORT' line");
+    if (c->tp > 1 && c->tp != c->n_ranks)
+        return fail(err, err_len, name, c->tp_line,
+                    "tp %u with %u ranks: tensor parallelism spans all ranks (tp = %u); hybrid "
+                    "pipeline + tensor parallel across hosts is not built yet",
+                    c->tp, c->n_ranks, c->n_ranks);
+    if (c->tp > 1 && c->ranks[0].layer_end)
+        return fail(err, err_len, name, c->tp_line,
+                    "tp %u: every rank holds every layer (a share of each); drop 'layers'", c->tp);
     if (c->dead_ms <= c->heartbeat_ms)
         return fail(err, err_len, name, line, "dead_ms %u must exceed heartbeat_ms %u", c->dead_ms,
                     c->heartbeat_ms);

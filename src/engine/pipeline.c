@@ -191,12 +191,74 @@ static tfab_status_t connect_retry(tfab_fabric_t *fab, const char *addr, uint64_
     return st;
 }
 
+/* ---- tensor parallel: the model's allgather over the fabric's ring ------------------------ */
+typedef struct tp_ctx {
+    tfab_ring_t *ring;
+    tfab_pool_t *pool;
+    void        *scratch; /* in the pool: the ring moves pool memory only */
+    size_t       cap;
+    unsigned     rank, size;
+} tp_ctx_t;
+
+static tfab_status_t ring_gather(void *arg, void *buf, size_t bytes_per_rank)
+{
+    tp_ctx_t *t = arg;
+    if (t->ring == NULL || bytes_per_rank * t->size > t->cap)
+        return TFAB_ERR_RANGE;
+    memcpy((char *)t->scratch + t->rank * bytes_per_rank, (char *)buf + t->rank * bytes_per_rank,
+           bytes_per_rank);
+    tfab_status_t st = tfab_ring_allgather(t->ring, t->scratch, bytes_per_rank);
+    if (st == TFAB_OK)
+        memcpy(buf, t->scratch, bytes_per_rank * t->size);
+    return st;
+}
+
+/* Bytes the largest gather of a model split size ways takes (chunk tokens, the widest of the
+ * split outputs), rounded up. */
+static size_t tp_scratch_bytes(const tfab_model_config_t *c, uint32_t chunk, unsigned size)
+{
+    size_t w = c->n_embd;
+    w        = c->n_ff > w ? c->n_ff : w;
+    w        = c->n_vocab > w ? c->n_vocab : w;
+    w        = (size_t)c->n_head * c->head_dim > w ? (size_t)c->n_head * c->head_dim : w;
+    return ((w + size - 1) / size) * size * chunk * sizeof(float);
+}
+
+static tfab_status_t tp_setup(tp_ctx_t *t, tfab_fabric_t *fab, tfab_pool_t *pool, unsigned rank,
+                              unsigned size, tfab_ep_t *left, tfab_ep_t *right,
+                              const tfab_model_config_t *c, uint32_t chunk)
+{
+    t->pool          = pool;
+    t->cap           = tp_scratch_bytes(c, chunk, size);
+    tfab_status_t st = tfab_pool_alloc(pool, t->cap, &t->scratch);
+    if (st != TFAB_OK) {
+        TFAB_ERROR(MOD, "tensor parallel: no %zu-byte gather buffer in the pool: %s", t->cap,
+                   tfab_status_str(st));
+        return st;
+    }
+    if ((st = tfab_ring_create(fab, (int)rank, (int)size, left, right, t->cap, &t->ring)) !=
+        TFAB_OK)
+        TFAB_ERROR(MOD, "tensor parallel: ring of %u: %s", size, tfab_status_str(st));
+    return st;
+}
+
+static void tp_cleanup(tp_ctx_t *t)
+{
+    if (t->ring)
+        tfab_ring_destroy(t->ring);
+    t->ring = NULL;
+    if (t->scratch)
+        tfab_pool_free(t->pool, t->scratch);
+    t->scratch = NULL;
+}
+
 /* ======================================================================================== */
 /* coordinator                                                                               */
 
 typedef struct node_ref {
     tfab_ep_t    *ep;
     xfer_t        ctrl_rx, ctrl_tx, hb_rx;
+    xfer_t        tok_tx;    /* tensor parallel: token batches to this node */
     uint64_t      last_seen; /* ns of the last heartbeat (under sync) */
     tfab_status_t failed;    /* heartbeat receive failed: the link is gone */
 } node_ref_t;
@@ -217,9 +279,12 @@ struct tfab_pipe {
     xfer_t            act[NSLOT];                       /* batches to rank 1 */
     xfer_t            logits_rx;                        /* from the last rank */
     int               closing, broken;
+    tfab_status_t     start_failed; /* a node's own reason it could not start */
     uint64_t          seq_no;
-    uint32_t         *pos1;  /* [chunk] one host: positions of a chunk */
-    uint8_t          *want1; /* [chunk] one host: logits flags */
+    uint32_t         *pos1;  /* [chunk] one host, tensor parallel: positions of a chunk */
+    uint8_t          *want1; /* [chunk] one host, tensor parallel: logits flags */
+    tp_ctx_t          tp;    /* tensor parallel across all ranks (cl.tp > 1) */
+    size_t            tp_cap;
     tfab_pipe_stats_t stats;
 };
 
@@ -229,6 +294,7 @@ static void free_bufs(tfab_pipe_t *p)
         xfer_free(p->pool, &p->act[k]);
     xfer_free(p->pool, &p->logits_rx);
     for (unsigned r = 1; r < p->cl.n_ranks; r++) {
+        xfer_free(p->pool, &p->nodes[r].tok_tx);
         xfer_free(p->pool, &p->nodes[r].ctrl_rx);
         xfer_free(p->pool, &p->nodes[r].ctrl_tx);
         xfer_free(p->pool, &p->nodes[r].hb_rx);
@@ -284,6 +350,51 @@ static tfab_status_t check_nodes(void *arg)
     return st;
 }
 
+/* A node that could not start its stage says why in its READY; report that rather than the
+ * link loss that follows when it exits. */
+static tfab_status_t ready_failure(tfab_pipe_t *p)
+{
+    if (p->start_failed != TFAB_OK)
+        return p->start_failed; /* said once */
+    for (unsigned r = 1; r < p->cl.n_ranks; r++) {
+        node_ref_t *nd = &p->nodes[r];
+        pipe_msg_t *m  = nd->ctrl_rx.buf;
+        char        why[1024];
+        pthread_mutex_lock(&p->s.mu);
+        int done = nd->ctrl_rx.done && nd->ctrl_rx.st == TFAB_OK;
+        pthread_mutex_unlock(&p->s.mu);
+        if (!done ||
+            wire_check(m, nd->ctrl_rx.len, PM_READY, 0, 0, 0, 0, why, sizeof(why)) != TFAB_OK ||
+            m->status == TFAB_OK)
+            continue;
+        TFAB_ERROR(MOD, "node %u (%s) failed to start its stage [%u, %u): %s", r,
+                   p->cl.ranks[r].address, p->begin[r], p->end[r], m->text);
+        p->broken = 1;
+        p->start_failed =
+            m->status < 0 && m->status > TFAB_ERR_LAST ? (tfab_status_t)m->status : TFAB_ERR_PROTO;
+        return p->start_failed;
+    }
+    return TFAB_OK;
+}
+
+/* Node checks while waiting for the stages to start: a node's own failure first. */
+static tfab_status_t check_start(void *arg)
+{
+    tfab_pipe_t  *p  = arg;
+    tfab_status_t st = ready_failure(p);
+    if (st == TFAB_OK) {
+        st = check_nodes(p);
+        if (st != TFAB_OK) { /* the node may have said why just before its link went */
+            usleep(100000);
+            p->broken = 0;
+            if (ready_failure(p) != TFAB_OK)
+                return TFAB_ERR_CANCELED;
+            p->broken = 1;
+        }
+    }
+    return st;
+}
+
 /* Layer ranges and stage order (tfab_plan_make): by the memory each rank offers and the
  * topology file's link ranking. */
 static tfab_status_t place(tfab_pipe_t *p, const char *model)
@@ -322,14 +433,22 @@ static tfab_status_t place(tfab_pipe_t *p, const char *model)
     return TFAB_OK;
 }
 
-static tfab_status_t stage_model(const char *path, uint32_t begin, uint32_t end, uint32_t n_ctx,
-                                 uint32_t chunk, unsigned threads, tfab_model_t **m_p)
+static tfab_status_t stage_model_tp(const char *path, uint32_t begin, uint32_t end, uint32_t n_ctx,
+                                    uint32_t chunk, unsigned threads, tp_ctx_t *tp,
+                                    tfab_model_t **m_p)
 {
     tfab_model_params_t mp = {.field_mask  = TFAB_MODEL_PARAM_LAYERS | TFAB_MODEL_PARAM_N_BATCH,
                               .path        = path,
                               .layer_begin = begin,
                               .layer_end   = end,
                               .n_batch     = chunk};
+    if (tp && tp->size > 1) {
+        mp.field_mask |= TFAB_MODEL_PARAM_TP;
+        mp.tp_rank      = tp->rank;
+        mp.tp_size      = tp->size;
+        mp.tp_allgather = ring_gather;
+        mp.tp_arg       = tp;
+    }
     if (n_ctx) {
         mp.field_mask |= TFAB_MODEL_PARAM_N_CTX;
         mp.n_ctx = n_ctx;
@@ -339,6 +458,12 @@ static tfab_status_t stage_model(const char *path, uint32_t begin, uint32_t end,
         mp.n_threads = threads;
     }
     return tfab_model_create(&mp, m_p);
+}
+
+static tfab_status_t stage_model(const char *path, uint32_t begin, uint32_t end, uint32_t n_ctx,
+                                 uint32_t chunk, unsigned threads, tfab_model_t **m_p)
+{
+    return stage_model_tp(path, begin, end, n_ctx, chunk, threads, NULL, m_p);
 }
 
 tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **pipe_p)
@@ -365,6 +490,14 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     p->n_vocab                     = cfg->n_vocab;
     p->n_ctx                       = tfab_model_n_ctx(probe);
     p->chunk = c->chunk < tfab_model_n_batch(probe) ? c->chunk : tfab_model_n_batch(probe);
+    if (c->tp > 1 && cfg->n_head_kv % n != 0) {
+        TFAB_ERROR(MOD, "%s:%d: tp %u does not divide the model's %u KV heads", c->name, c->tp_line,
+                   n, cfg->n_head_kv);
+        tfab_model_destroy(probe);
+        st = TFAB_ERR_INVALID;
+        goto err_free;
+    }
+    p->tp_cap = c->tp > 1 ? tp_scratch_bytes(cfg, p->chunk, n) : 0;
     tfab_model_destroy(probe);
     for (unsigned r = 0; r < n; r++)
         p->order[r] = r;
@@ -374,10 +507,8 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
         if (p->pos1 == NULL || p->want1 == NULL ||
             (st = stage_model(params->model, 0, p->n_layer, p->n_ctx, p->chunk, params->n_threads,
                               &p->model)) != TFAB_OK) {
-            free(p->pos1);
-            free(p->want1);
             st = st != TFAB_OK ? st : TFAB_ERR_NOMEM;
-            goto err_free;
+            goto err_free; /* frees pos1, want1 */
         }
         p->end[0] = p->n_layer;
         *pipe_p   = p;
@@ -386,8 +517,9 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
 
     size_t batch_bytes  = wire_batch_bytes(p->chunk, p->n_embd);
     size_t logits_bytes = wire_logits_bytes(1, p->n_vocab);
-    size_t need         = NSLOT * batch_bytes + logits_bytes + (size_t)n * 3 * 4096 + (1u << 20);
-    size_t pool         = 16u << 20;
+    size_t need         = NSLOT * batch_bytes + logits_bytes + (size_t)n * 3 * 4096 + (1u << 20) +
+                  2 * p->tp_cap + (size_t)n * wire_batch_bytes(p->chunk, 1);
+    size_t pool = 16u << 20;
     while (pool < 2 * need)
         pool <<= 1;
     if ((st = make_fabric(c->ranks[0].address, c->token, c->backend, pool, &p->pool, &p->fab)) !=
@@ -468,10 +600,26 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
 
     /* placement by the memory each rank offers, then this rank's stage */
     p->mem[0] = c->ranks[0].mem ? c->ranks[0].mem : mem_available();
-    if ((st = place(p, params->model)) != TFAB_OK)
+    if (c->tp > 1) { /* every rank: all layers, its share of each */
+        for (unsigned r = 0; r < n; r++)
+            p->begin[r] = 0, p->end[r] = p->n_layer;
+        p->tp.rank = 0;
+        p->tp.size = n;
+        p->pos1    = calloc(p->chunk, sizeof(uint32_t));
+        p->want1   = calloc(p->chunk, 1);
+        if (p->pos1 == NULL || p->want1 == NULL) {
+            st = TFAB_ERR_NOMEM;
+            goto err_fabric;
+        }
+        for (unsigned r = 1; r < n; r++)
+            if ((st = xfer_alloc(p->pool, &p->s, wire_batch_bytes(p->chunk, 1),
+                                 &p->nodes[r].tok_tx)) != TFAB_OK)
+                goto err_fabric;
+    } else if ((st = place(p, params->model)) != TFAB_OK) {
         goto err_fabric;
-    if ((st = stage_model(params->model, p->begin[0], p->end[0], p->n_ctx, p->chunk,
-                          params->n_threads, &p->model)) != TFAB_OK)
+    }
+    if ((st = stage_model_tp(params->model, p->begin[0], p->end[0], p->n_ctx, p->chunk,
+                             params->n_threads, c->tp > 1 ? &p->tp : NULL, &p->model)) != TFAB_OK)
         goto err_fabric;
 
     /* assign stages; every node loads its layers and connects to the next */
@@ -491,6 +639,7 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
         m->chunk        = p->chunk;
         m->heartbeat_ms = c->heartbeat_ms;
         m->dead_ms      = c->dead_ms;
+        m->tp_size      = c->tp > 1 ? n : 0;
         snprintf(m->addr, sizeof(m->addr), "%s", c->ranks[p->order[(s + 1) % n]].address);
         snprintf(m->model, sizeof(m->model), "%s", params->model);
         if ((st = post_send(nd->ep, &nd->ctrl_tx, sizeof(*m), TAG_CTRL)) != TFAB_OK ||
@@ -501,13 +650,16 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     uint64_t ready_by = deadline + (uint64_t)c->join_s * 1000 * MS;
     unsigned first = p->order[1], last = p->order[n - 1];
     if ((st = connect_retry(p->fab, c->ranks[first].address, ready_by, &p->to_first)) != TFAB_OK) {
-        TFAB_ERROR(MOD, "coordinator: cannot connect to node %u (%s): %s", first,
-                   c->ranks[first].address, tfab_status_str(st));
+        if (ready_failure(p) == TFAB_OK)
+            TFAB_ERROR(MOD, "coordinator: cannot connect to node %u (%s): %s", first,
+                       c->ranks[first].address, tfab_status_str(st));
         goto err_fabric;
     }
     while ((st = tfab_fabric_accept(p->fab, POLL_NS * 5, &p->from_last)) == TFAB_ERR_TIMEOUT &&
-           now_ns() < ready_by && (st = check_nodes(p)) == TFAB_OK)
+           now_ns() < ready_by && (st = check_start(p)) == TFAB_OK)
         ;
+    if (st == TFAB_ERR_CANCELED || (st != TFAB_OK && ready_failure(p) != TFAB_OK))
+        goto err_fabric; /* a node said why */
     if (st != TFAB_OK) {
         TFAB_ERROR(MOD, "coordinator: the last node %u (%s) did not connect back: %s", last,
                    c->ranks[last].address, tfab_status_str(st));
@@ -516,7 +668,9 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     for (unsigned r = 1; r < n; r++) {
         node_ref_t *nd = &p->nodes[r];
         char        why[1024];
-        st = wait_xfer(&p->s, &nd->ctrl_rx, ready_by, check_nodes, p);
+        st = wait_xfer(&p->s, &nd->ctrl_rx, ready_by, check_start, p);
+        if (st == TFAB_ERR_CANCELED)
+            goto err_fabric; /* ready_failure said why */
         if (st == TFAB_OK)
             st = wire_check(nd->ctrl_rx.buf, nd->ctrl_rx.len, PM_READY, 0, 0, 0, 0, why,
                             sizeof(why));
@@ -533,8 +687,14 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
             goto err_fabric;
         }
     }
-    if ((st = post_recv(p->from_last, &p->logits_rx, TAG_LOGITS)) != TFAB_OK)
+    if (c->tp > 1) {
+        /* the ring: from the last rank (left), to rank 1 (right) */
+        if ((st = tp_setup(&p->tp, p->fab, p->pool, 0, n, p->from_last, p->to_first,
+                           tfab_model_config(p->model), p->chunk)) != TFAB_OK)
+            goto err_fabric;
+    } else if ((st = post_recv(p->from_last, &p->logits_rx, TAG_LOGITS)) != TFAB_OK) {
         goto err_fabric;
+    }
     {
         char plan[1024];
         int  w = 0;
@@ -550,12 +710,15 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
 
 err_fabric:
     p->closing = 1;
+    tp_cleanup(&p->tp);
     tfab_fabric_destroy(p->fab); /* completes our pending receives (canceled) */
     free_bufs(p);
     tfab_pool_destroy(p->pool);
 err_model:
     tfab_model_destroy(p->model);
 err_free:
+    free(p->pos1);
+    free(p->want1);
     pthread_mutex_destroy(&p->s.mu);
     pthread_cond_destroy(&p->s.cv);
     free(p);
@@ -572,12 +735,23 @@ void tfab_pipe_destroy(tfab_pipe_t *p)
          * last to first, closes its link from the previous stage and says bye; then its
          * control link closes from this side. */
         uint64_t until = now_ns() + 3000 * MS;
+        tp_cleanup(&p->tp);
         if (p->from_last)
             tfab_ep_close(p->from_last);
         for (unsigned s = p->cl.n_ranks - 1; s >= 1; s--) {
             node_ref_t *nd = &p->nodes[p->order[s]];
             if (nd->ep == NULL)
                 continue;
+            /* tensor parallel: first complete the node's posted token receives */
+            for (int k = 0; k < NSLOT && p->cl.tp > 1 && !p->broken && nd->tok_tx.buf; k++) {
+                if (nd->tok_tx.busy)
+                    wait_xfer(&p->s, &nd->tok_tx, until, NULL, NULL);
+                msg_init(nd->tok_tx.buf, PM_STOP);
+                if (post_send(nd->ep, &nd->tok_tx, sizeof(pipe_msg_t), TAG_ACT) != TFAB_OK)
+                    break;
+            }
+            if (nd->tok_tx.busy)
+                wait_xfer(&p->s, &nd->tok_tx, until, NULL, NULL);
             if (!p->broken && !nd->ctrl_tx.busy && !nd->ctrl_rx.busy) {
                 msg_init(nd->ctrl_tx.buf, PM_STOP);
                 if (post_recv(nd->ep, &nd->ctrl_rx, TAG_CTRL) == TFAB_OK &&
@@ -649,6 +823,57 @@ static void account_send(tfab_pipe_t *p, xfer_t *x)
     pthread_mutex_unlock(&p->s.mu);
 }
 
+/* Tensor parallel: every node gets the token ids, every rank computes its share of every
+ * layer, the ring joins the pieces; the logits come out here as on every rank. */
+static tfab_status_t eval_tp(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, uint32_t pos,
+                             float *logits)
+{
+    tfab_status_t st;
+    for (uint32_t s = 0; s < n; s += p->chunk) {
+        uint32_t c = n - s < p->chunk ? n - s : p->chunk;
+        for (uint32_t i = 0; i < c; i++) {
+            p->pos1[i]  = pos + s + i;
+            p->want1[i] = s + i == n - 1;
+        }
+        for (unsigned r = 1; r < p->cl.n_ranks; r++) {
+            xfer_t *x = &p->nodes[r].tok_tx;
+            if (x->busy && (st = wait_xfer(&p->s, x, 0, check_nodes, p)) != TFAB_OK)
+                return st;
+            if (x->done && x->st != TFAB_OK) {
+                TFAB_ERROR(MOD, "node %u (%s): link lost, tokens not delivered (%s)", r,
+                           p->cl.ranks[r].address, tfab_status_str(x->st));
+                return x->st;
+            }
+            pipe_msg_t *m = x->buf;
+            msg_init(m, PM_BATCH);
+            m->n      = c;
+            m->n_out  = s + c == n;
+            m->seq_no = p->seq_no;
+            memcpy(m + 1, p->pos1, c * sizeof(uint32_t));
+            memcpy((uint32_t *)(m + 1) + c, p->want1, c);
+            memcpy((char *)x->buf + wire_batch_hidden_off(c), tokens + s, c * sizeof(int32_t));
+            if ((st = post_send(p->nodes[r].ep, x, wire_batch_bytes(c, 1), TAG_ACT)) != TFAB_OK) {
+                TFAB_ERROR(MOD, "node %u (%s): link lost, cannot send tokens (%s)", r,
+                           p->cl.ranks[r].address, tfab_status_str(st));
+                return st;
+            }
+            p->stats.bytes_sent += wire_batch_bytes(c, 1);
+        }
+        p->seq_no++;
+        tfab_model_batch_t b = {
+            .n = c, .tokens = tokens + s, .pos = p->pos1, .want_logits = p->want1};
+        uint64_t t0 = now_ns();
+        if ((st = tfab_model_decode(p->model, NULL, &b, s + c == n ? logits : NULL, NULL)) !=
+            TFAB_OK) {
+            check_nodes(p); /* names a dead node, if that is why the ring failed */
+            return st;
+        }
+        p->stats.compute_s += (double)(now_ns() - t0) * 1e-9;
+    }
+    p->stats.tokens += n;
+    return TFAB_OK;
+}
+
 tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, uint32_t pos,
                              float *logits)
 {
@@ -680,6 +905,14 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
         }
         p->stats.tokens += n;
         return TFAB_OK;
+    }
+    if (p->cl.tp > 1) {
+        if ((st = eval_tp(p, tokens, n, pos, logits)) != TFAB_OK) {
+            TFAB_ERROR(MOD, "tensor-parallel request of %u tokens at position %u failed: %s", n,
+                       pos, tfab_status_str(st));
+            p->broken = 1;
+        }
+        return st;
     }
     uint32_t D = p->n_embd, V = p->n_vocab;
     for (uint32_t s = 0, k = 0; s < n; s += p->chunk, k = (k + 1) % NSLOT) {
@@ -751,8 +984,12 @@ tfab_status_t tfab_pipe_eval(tfab_pipe_t *p, const int32_t *tokens, uint32_t n, 
         account_send(p, &p->act[k]);
     p->stats.bytes_received += p->logits_rx.len;
     p->stats.tokens += n;
-    if ((st = post_recv(p->from_last, &p->logits_rx, TAG_LOGITS)) != TFAB_OK)
+    if ((st = post_recv(p->from_last, &p->logits_rx, TAG_LOGITS)) != TFAB_OK) {
+        unsigned last = p->order[p->cl.n_ranks - 1];
+        TFAB_ERROR(MOD, "node %u (%s): link lost (%s)", last, p->cl.ranks[last].address,
+                   tfab_status_str(st));
         goto fail;
+    }
     return TFAB_OK;
 fail:
     if (!p->broken)
@@ -772,6 +1009,8 @@ typedef struct node {
     tfab_ep_t     *ctrl, *prev, *next;
     xfer_t         ctrl_rx, ctrl_tx, hb_tx;
     xfer_t         in[NSLOT], out[NSLOT];
+    tp_ctx_t       tp;
+    float         *tp_logits; /* tensor parallel: [chunk][n_vocab], rows with logits */
     pthread_t      hb_thread;
     int            hb_started, hb_stop;
     tfab_status_t  hb_failed;
@@ -824,6 +1063,7 @@ static tfab_status_t check_node(void *arg)
  * its receiving end), stop heartbeats, say bye, and wait for the coordinator's close. */
 static tfab_status_t node_bye(node_t *nd)
 {
+    tp_cleanup(&nd->tp); /* the ring uses prev and next */
     tfab_ep_close(nd->prev);
     nd->prev = NULL;
     pthread_mutex_lock(&nd->s.mu);
@@ -926,6 +1166,74 @@ static tfab_status_t node_serve(node_t *nd, tfab_model_t *model, const pipe_msg_
     }
 }
 
+/* Tensor parallel: token batches from the coordinator; this rank's share of every layer, the
+ * ring joins the pieces (the coordinator keeps the logits). */
+static tfab_status_t node_serve_tp(node_t *nd, tfab_model_t *model, const pipe_msg_t *as)
+{
+    tfab_status_t st;
+    int           drained = 0;
+    for (int k = 0; k < NSLOT; k++)
+        if ((st = post_recv(nd->ctrl, &nd->in[k], TAG_ACT)) != TFAB_OK)
+            return st;
+    for (int k = 0;; k = (k + 1) % NSLOT) {
+        xfer_t *in = &nd->in[k];
+        st         = wait_xfer(&nd->s, in, 0, check_node, nd);
+        if (st == TFAB_ERR_CANCELED || (st == TFAB_OK && nd->ctrl_rx.done && !in->done)) {
+            pipe_msg_t *c = nd->ctrl_rx.buf;
+            if (nd->ctrl_rx.st == TFAB_OK && nd->ctrl_rx.len >= sizeof(*c) &&
+                c->magic == PIPE_MAGIC && c->type == PM_STOP) {
+                TFAB_INFO(MOD, "node %d: stopped by the coordinator", as->rank);
+                return node_bye(nd);
+            }
+            TFAB_ERROR(
+                MOD, "node %d: the coordinator went away (%s)", as->rank,
+                tfab_status_str(nd->ctrl_rx.st != TFAB_OK ? nd->ctrl_rx.st : TFAB_ERR_PROTO));
+            return TFAB_ERR_CONN;
+        }
+        if (st != TFAB_OK) {
+            TFAB_ERROR(MOD, "node %d: receiving tokens: %s", as->rank, tfab_status_str(st));
+            return st;
+        }
+        pipe_msg_t *m = in->buf;
+        char        why[1024];
+        if (in->len >= sizeof(*m) && m->magic == PIPE_MAGIC && m->type == PM_STOP) {
+            /* the coordinator drains our token receives before it stops us, so that no receive
+             * is pending on the control link when it closes */
+            if (++drained < NSLOT)
+                continue;
+            st            = wait_xfer(&nd->s, &nd->ctrl_rx, now_ns() + 5000 * MS, NULL, NULL);
+            pipe_msg_t *c = nd->ctrl_rx.buf;
+            if (st == TFAB_OK && nd->ctrl_rx.len >= sizeof(*c) && c->magic == PIPE_MAGIC &&
+                c->type == PM_STOP) {
+                TFAB_INFO(MOD, "node %d: stopped by the coordinator", as->rank);
+                return node_bye(nd);
+            }
+            TFAB_ERROR(MOD, "node %d: token stream ended without a stop: %s", as->rank,
+                       tfab_status_str(st));
+            return st != TFAB_OK ? st : TFAB_ERR_PROTO;
+        }
+        if ((st = wire_check(m, in->len, PM_BATCH, as->chunk, 1, as->n_vocab, as->n_ctx, why,
+                             sizeof(why))) != TFAB_OK) {
+            TFAB_ERROR(MOD, "node %d: bad token batch from the coordinator: %s", as->rank, why);
+            return st;
+        }
+        uint32_t          *pos = (uint32_t *)(m + 1);
+        tfab_model_batch_t b   = {
+              .n           = m->n,
+              .tokens      = (const int32_t *)((char *)in->buf + wire_batch_hidden_off(m->n)),
+              .pos         = pos,
+              .want_logits = (uint8_t *)(pos + m->n)};
+        if ((st = tfab_model_decode(model, NULL, &b, m->n_out ? nd->tp_logits : NULL, NULL)) !=
+            TFAB_OK) {
+            TFAB_ERROR(MOD, "node %d: tensor-parallel batch failed: %s", as->rank,
+                       tfab_status_str(st));
+            return st;
+        }
+        if ((st = post_recv(nd->ctrl, in, TAG_ACT)) != TFAB_OK)
+            return st;
+    }
+}
+
 /* Tell the coordinator how the stage start went. */
 static void send_ready(node_t *nd, tfab_status_t status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -1010,8 +1318,17 @@ tfab_status_t tfab_node_run(const tfab_node_params_t *params)
               as.layer_begin, as.layer_end);
 
     const char *path = params->model ? params->model : as.model;
-    if ((st = stage_model(path, as.layer_begin, as.layer_end, as.n_ctx, as.chunk, params->n_threads,
-                          &model)) != TFAB_OK) {
+    int         tp   = as.tp_size > 1;
+    if (tp && (as.tp_size > MAX_RANKS || as.rank < 1 || (uint32_t)as.rank >= as.tp_size)) {
+        TFAB_ERROR(MOD, "node %s: bad tensor-parallel assignment (rank %d of %u)", params->listen,
+                   as.rank, as.tp_size);
+        st = TFAB_ERR_PROTO;
+        goto out_hb;
+    }
+    nd->tp.rank = tp ? (unsigned)as.rank : 0;
+    nd->tp.size = tp ? as.tp_size : 1;
+    if ((st = stage_model_tp(path, as.layer_begin, as.layer_end, as.n_ctx, as.chunk,
+                             params->n_threads, tp ? &nd->tp : NULL, &model)) != TFAB_OK) {
         send_ready(nd, st, "cannot load layers [%u, %u) of %s: %s (the log of node %s says why)",
                    as.layer_begin, as.layer_end, path, tfab_status_str(st), params->listen);
         goto out_hb;
@@ -1028,8 +1345,13 @@ tfab_status_t tfab_node_run(const tfab_node_params_t *params)
         goto out_hb;
     }
     int    last   = as.layer_end == as.n_layer;
-    size_t in_sz  = wire_batch_bytes(as.chunk, as.n_embd);
-    size_t out_sz = last ? wire_logits_bytes(as.chunk, as.n_vocab) : in_sz;
+    size_t in_sz  = wire_batch_bytes(as.chunk, tp ? 1 : as.n_embd);
+    size_t out_sz = tp ? 64 : last ? wire_logits_bytes(as.chunk, as.n_vocab) : in_sz;
+    if (tp && (nd->tp_logits = malloc((size_t)as.chunk * as.n_vocab * sizeof(float))) == NULL) {
+        st = TFAB_ERR_NOMEM;
+        send_ready(nd, st, "node %s: no memory for logits", params->listen);
+        goto out_hb;
+    }
     for (int k = 0; k < NSLOT; k++)
         if ((st = xfer_alloc(nd->pool, &nd->s, in_sz, &nd->in[k])) != TFAB_OK ||
             (st = xfer_alloc(nd->pool, &nd->s, out_sz, &nd->out[k])) != TFAB_OK) {
@@ -1050,10 +1372,16 @@ tfab_status_t tfab_node_run(const tfab_node_params_t *params)
                    tfab_status_str(st));
         goto out_hb;
     }
+    if (tp && (st = tp_setup(&nd->tp, nd->fab, nd->pool, nd->tp.rank, nd->tp.size, nd->prev,
+                             nd->next, cfg, as.chunk)) != TFAB_OK) {
+        send_ready(nd, st, "node %s: tensor-parallel ring: %s", params->listen,
+                   tfab_status_str(st));
+        goto out_hb;
+    }
     if ((st = post_recv(nd->ctrl, &nd->ctrl_rx, TAG_CTRL)) != TFAB_OK)
         goto out_hb;
     send_ready(nd, TFAB_OK, "ok");
-    st = node_serve(nd, model, &as);
+    st = tp ? node_serve_tp(nd, model, &as) : node_serve(nd, model, &as);
 
 out_hb:
     pthread_mutex_lock(&nd->s.mu);
@@ -1062,7 +1390,9 @@ out_hb:
     if (nd->hb_started)
         pthread_join(nd->hb_thread, NULL);
 out_fabric:
+    tp_cleanup(&nd->tp);
     tfab_fabric_destroy(nd->fab);
+    free(nd->tp_logits);
     xfer_free(nd->pool, &nd->ctrl_rx);
     xfer_free(nd->pool, &nd->ctrl_tx);
     xfer_free(nd->pool, &nd->hb_tx);

@@ -37,7 +37,7 @@ typedef struct pipe_msg {
     uint32_t layer_begin, layer_end, n_layer, n_embd, n_vocab;
     uint32_t n_ctx, chunk, heartbeat_ms, dead_ms;
     uint32_t n, n_out; /* BATCH: tokens; BATCH/LOGITS: rows with logits */
-    uint32_t pad;
+    uint32_t tp_size;  /* ASSIGN: > 1: tensor parallel over all ranks (rank = tp rank) */
     uint64_t free_mem, pool_bytes, seq_no;
     char     addr[80];   /* JOIN: listen address; ASSIGN: the next stage's ("" for the last) */
     char     text[256];  /* ASSIGN/READY: why it failed */
@@ -46,7 +46,8 @@ typedef struct pipe_msg {
 _Static_assert(sizeof(pipe_msg_t) == 944, "pipe_msg_t is a wire header: keep its size");
 
 /* BATCH layout after the header: uint32 pos[n], uint8 want[n] (padded to 64 bytes), then
- * float hidden[n][n_embd] at a 64-byte aligned offset. */
+ * float hidden[n][n_embd] at a 64-byte aligned offset; under tensor parallelism the
+ * coordinator sends int32 token ids there instead (the size of n_embd 1). */
 static inline size_t wire_batch_hidden_off(uint32_t n)
 {
     size_t off = sizeof(pipe_msg_t) + (size_t)n * 5;

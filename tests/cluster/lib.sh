@@ -12,14 +12,17 @@ done
 [ -n "$py" ] || { echo "FAIL: no python3 with numpy" >&2; exit 1; }
 fail() { echo "$(basename "$0"): FAIL: $*" >&2; exit 1; }
 
-# make_random MODEL.gguf [N_CTX]: llama, 4 layers, GQA 8/2 heads, q8_0 weights, vocabulary 256
+# make_random MODEL.gguf [N_CTX [KV_HEADS]]: llama, 4 layers, GQA 8/2 heads (or 12/6 of width
+# 96: divisible by 2 and 3 for tensor parallelism), q8_0 weights, vocabulary 256
 make_random() {
-    "$py" - "$1" "$here/../model" "${2:-256}" <<'PY'
+    "$py" - "$1" "$here/../model" "${2:-256}" "${3:-2}" <<'PY'
 import sys
 sys.path.insert(0, sys.argv[2])
 import gguf_writer as gw
 import ref_llama as R
-cfg = R.Config("llama", n_vocab=256, n_embd=128, n_layer=4, n_head=8, n_head_kv=2, n_ff=256,
+kv = int(sys.argv[4])
+cfg = R.Config("llama", n_vocab=256, n_embd=128 if kv == 2 else 96, n_layer=4,
+               n_head=8 if kv == 2 else 12, n_head_kv=kv, n_ff=256 if kv == 2 else 160,
                n_ctx=int(sys.argv[3]))
 R.write_gguf(cfg, R.make_weights(cfg, seed=7), sys.argv[1], wtype=gw.GGML_Q8_0)
 PY

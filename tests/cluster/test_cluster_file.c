@@ -59,6 +59,7 @@ static void test_defaults(void **state)
 {
     assert_int_equal(parse("coordinator 127.0.0.1:1\nnode 127.0.0.1:2"), TFAB_OK);
     assert_int_equal(c.n_ranks, 2);
+    assert_int_equal(c.tp, 1);
     assert_int_equal(c.chunk, 32);
     assert_int_equal(c.heartbeat_ms, 200);
     assert_int_equal(c.dead_ms, 2000);
@@ -66,6 +67,8 @@ static void test_defaults(void **state)
     assert_string_equal(c.backend, "tcp");
     assert_string_equal(c.token, "");
     assert_int_equal(c.ranks[1].layer_end, 0);
+    assert_int_equal(parse("tp 2\ncoordinator a:1\nnode b:1\n"), TFAB_OK);
+    assert_int_equal(c.tp, 2);
 }
 
 static void expect_err(const char *text, const char *want)
@@ -99,6 +102,11 @@ static void test_errors(void **state)
     expect_err("coordinator a:1 layers 2\n", "c.txt:1: expected 'layers BEGIN-END'");
     expect_err("coordinator a:1 mem lots\n", "c.txt:1: mem 'lots': a size like 16GiB");
     expect_err("coordinator a:1 mem\n", "c.txt:1: expected 'coordinator IP:PORT [layers");
+    expect_err("tp 2\ncoordinator a:1\nnode b:1\nnode c:1\n",
+               "c.txt:1: tp 2 with 3 ranks: tensor parallelism spans all ranks (tp = 3)");
+    expect_err("tp 2\ncoordinator a:1 layers 0-1\nnode b:1 layers 1-2\n",
+               "c.txt:1: tp 2: every rank holds every layer");
+    expect_err("tp 0\n", "c.txt:1: tp '0'");
     expect_err("heartbeat_ms 500\ndead_ms 400\ncoordinator a:1\n",
                "dead_ms 400 must exceed heartbeat_ms 500");
     char big[1200];

@@ -7,7 +7,9 @@ set_tests_properties(unit_cluster_file PROPERTIES LABELS unit TIMEOUT 60)
 
 tfab_script_test(net_cluster_pipeline net 300 cluster/t_pipeline_netns.sh)
 tfab_script_test(net_cluster_faults net 300 cluster/t_faults_netns.sh)
-set_tests_properties(net_cluster_pipeline net_cluster_faults PROPERTIES RESOURCE_LOCK netns)
+tfab_script_test(net_cluster_tensor net 300 cluster/t_tensor_netns.sh)
+set_tests_properties(net_cluster_pipeline net_cluster_faults net_cluster_tensor
+                     PROPERTIES RESOURCE_LOCK netns)
 
 if(TFAB_FUZZ)
   tfab_test_exe(fuzz_cluster fuzz/fuzz_cluster.c)
@@ -26,3 +28,4 @@ if(TFAB_HAVE_VERBS)
   set_tests_properties(softroce_cluster_pipeline PROPERTIES FIXTURES_REQUIRED softroce_cache
                        RESOURCE_LOCK softroce_vms)
 endif()
+tfab_script_test(unit_cluster_start_errors unit 120 cluster/t_start_errors.sh)
