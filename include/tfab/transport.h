@@ -144,7 +144,10 @@ typedef struct tfab_ring tfab_ring_t;
 /* A ring of size ranks: this process is rank, receiving from left (rank - 1) and sending to
  * right (rank + 1). scratch_bytes bounds the largest collective (taken from the pool now, so
  * collectives never allocate). The endpoints stay owned by the caller and must outlive the
- * ring. With size 1, left and right may be NULL. */
+ * ring. With size 1, left and right may be NULL. A collective that times out (or whose send
+ * fails after its receive was posted) breaks the ring: later collectives return that error,
+ * and the transfer left posted completes only when its endpoint fails or is closed (until then
+ * it may still write into the collective's buffer). Close the endpoints, then destroy. */
 TFAB_API tfab_status_t tfab_ring_create(tfab_fabric_t *fabric, int rank, int size, tfab_ep_t *left,
                                         tfab_ep_t *right, size_t scratch_bytes,
                                         tfab_ring_t **ring_p);

@@ -9,27 +9,49 @@
 #define MOD      "ring"
 #define RING_TAG 0x7fab000000000000ull /* tags of collectives; users' tags stay below */
 
+typedef struct ring_wait ring_wait_t;
+
+typedef struct {
+    atomic_int    done;
+    tfab_status_t status;
+    size_t        len;
+    ring_wait_t  *owner;
+} wait_t;
+
+/* The completion records of a step. They outlive a failed collective: a receive or send still
+ * posted when a step gives up (timeout) completes later, when its endpoint fails or closes, and
+ * writes here. So they are on the heap, counted: one reference for the ring, one per posted
+ * transfer; whoever drops the last frees them. */
+struct ring_wait {
+    atomic_int refs;
+    wait_t     send, recv;
+};
+
 struct tfab_ring {
     tfab_fabric_t *fabric;
     int            rank, size;
     tfab_ep_t     *left, *right;
     uint8_t       *scratch;
     size_t         scratch_bytes;
-    uint64_t       seq; /* collective number: tags of successive calls never mix */
+    uint64_t       seq;    /* collective number: tags of successive calls never mix */
+    ring_wait_t   *wait;   /* this ring's step records */
+    tfab_status_t  broken; /* a failed step left transfers posted: no further collective */
 };
 
-typedef struct {
-    atomic_int    done;
-    tfab_status_t status;
-    size_t        len;
-} wait_t;
+static void wait_put(ring_wait_t *w)
+{
+    if (atomic_fetch_sub_explicit(&w->refs, 1, memory_order_acq_rel) == 1)
+        free(w);
+}
 
 static void on_done(tfab_status_t st, size_t len, void *arg)
 {
-    wait_t *w = arg;
-    w->status = st;
-    w->len    = len;
+    wait_t      *w     = arg;
+    ring_wait_t *owner = w->owner;
+    w->status          = st;
+    w->len             = len;
     atomic_store_explicit(&w->done, 1, memory_order_release);
+    wait_put(owner); /* last touch of the record */
 }
 
 /* Wait for both halves of a step; drive progress ourselves when nobody else does. */
@@ -50,21 +72,49 @@ static tfab_status_t wait_pair(tfab_ring_t *r, wait_t *a, wait_t *b)
     return b->status;
 }
 
-/* Send [src, +send_len) right while receiving up to recv_len from the left into dst. */
+/* Post one half of a step with a reference for its completion. */
+static tfab_status_t post(tfab_ring_t *r, int is_send, tfab_ep_t *ep, void *buf, size_t len,
+                          uint64_t tag, wait_t *w)
+{
+    atomic_store_explicit(&w->done, 0, memory_order_relaxed);
+    w->status = TFAB_OK;
+    w->len    = 0;
+    w->owner  = r->wait;
+    atomic_fetch_add_explicit(&r->wait->refs, 1, memory_order_relaxed);
+    tfab_status_t st = is_send ? tfab_ep_send(ep, buf, len, tag, on_done, w)
+                               : tfab_ep_recv(ep, buf, len, tag, on_done, w);
+    if (st != TFAB_INPROGRESS) /* not posted: no callback will come */
+        wait_put(r->wait);
+    return st;
+}
+
+/* Send [src, +send_len) right while receiving up to recv_len from the left into dst. A step
+ * that fails with a transfer still posted (a timeout, or a send refused after its receive was
+ * posted) breaks the ring: that transfer completes only when its endpoint fails or is closed,
+ * and may still write into dst until then. */
 static tfab_status_t step(tfab_ring_t *r, const void *src, size_t send_len, void *dst,
                           size_t recv_len, uint64_t tag)
 {
-    wait_t        s = {0}, v = {0};
-    tfab_status_t st = tfab_ep_recv(r->left, dst, recv_len, tag, on_done, &v);
+    if (r->broken != TFAB_OK)
+        return r->broken;
+    wait_t       *v  = &r->wait->recv, *s = &r->wait->send;
+    tfab_status_t st = post(r, 0, r->left, dst, recv_len, tag, v);
     if (st != TFAB_INPROGRESS)
         return st;
-    st = tfab_ep_send(r->right, src, send_len, tag, on_done, &s);
+    st = post(r, 1, r->right, (void *)src, send_len, tag, s);
     if (st != TFAB_INPROGRESS) {
-        /* the receive stays posted on a healthy left link; report the send's failure */
+        TFAB_ERROR(MOD, "rank %d: send to the right failed (%s) with a receive posted; the ring "
+                        "is unusable until its endpoints are closed",
+                   r->rank, tfab_status_str(st));
+        r->broken = st;
         return st;
     }
-    st = wait_pair(r, &s, &v);
-    if (st == TFAB_OK && v.len != recv_len)
+    st = wait_pair(r, s, v);
+    if (st == TFAB_ERR_TIMEOUT) {
+        r->broken = st;
+        return st;
+    }
+    if (st == TFAB_OK && v->len != recv_len)
         st = TFAB_ERR_PROTO;
     return st;
 }
@@ -81,11 +131,17 @@ tfab_status_t tfab_ring_create(tfab_fabric_t *f, int rank, int size, tfab_ep_t *
         return TFAB_ERR_NOMEM;
     *r = (tfab_ring_t){.fabric = f, .rank = rank, .size = size, .left = left, .right = right,
                        .scratch_bytes = scratch_bytes};
+    if ((r->wait = calloc(1, sizeof(*r->wait))) == NULL) {
+        free(r);
+        return TFAB_ERR_NOMEM;
+    }
+    atomic_init(&r->wait->refs, 1);
     if (scratch_bytes) {
         void         *p;
         tfab_status_t st = tfab_pool_alloc(f->pool, scratch_bytes, &p);
         if (st != TFAB_OK) {
             TFAB_ERROR(MOD, "no room in the pool for %zu bytes of ring scratch", scratch_bytes);
+            wait_put(r->wait);
             free(r);
             return st;
         }
@@ -99,8 +155,12 @@ void tfab_ring_destroy(tfab_ring_t *r)
 {
     if (r == NULL)
         return;
-    if (r->scratch)
+    /* a transfer a failed step left posted may still land in the scratch: then it stays
+     * allocated (returned with the pool) rather than reused under it */
+    int posted = atomic_load_explicit(&r->wait->refs, memory_order_acquire) > 1;
+    if (r->scratch && !posted)
         tfab_pool_free(r->fabric->pool, r->scratch);
+    wait_put(r->wait); /* freed now, or by the last transfer a failed step left posted */
     free(r);
 }
 
