@@ -82,6 +82,8 @@ struct tfab_ep {
     const tfab_tl_ops_t *tl;          /* the active link's backend */
     tfab_link_t          links[EP_MAX_LINKS];
     unsigned             n_links, active;
+    unsigned             in_failover; /* depth of failover() on the stack: no new sends start
+                                         (they would take sequence numbers among re-issues) */
     int                  reliable;    /* ranked links: sequence numbers and ACKs */
     unsigned             link_cfg[EP_MAX_LINKS]; /* server: which of the fabric's links each is */
     char                 link[160];

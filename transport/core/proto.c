@@ -39,6 +39,7 @@ static uint32_t op_take(op_t *ops, uint32_t *free_head)
 static void op_put(op_t *ops, uint32_t *free_head, uint32_t i)
 {
     ops[i].state = OP_FREE;
+    ops[i].acked = 0;
     ops[i].next  = *free_head;
     *free_head   = i;
 }
@@ -194,7 +195,7 @@ static void fail_ep_locked(tfab_ep_t *ep, tfab_status_t st, const char *why);
 /* Start stalled sends while credits last. */
 static void unstall(tfab_ep_t *ep)
 {
-    while (ep->credits > 0 && ep->stall_head != NIL32 && !ep->failed) {
+    while (ep->credits > 0 && ep->stall_head != NIL32 && !ep->failed && !ep->in_failover) {
         uint32_t i = ep->stall_head;
         fifo_unlink(ep->sends, &ep->stall_head, &ep->stall_tail, NIL32, i);
         tfab_status_t st = start_send(ep, i, 0);
@@ -484,8 +485,16 @@ static void failover(tfab_ep_t *ep, unsigned next, const char *why)
     }
     qsort(order, n, sizeof(order[0]), cmp_u64_pair);
     unsigned resent = 0;
+    ep->in_failover++;
     for (unsigned k = 0; k < n && st == TFAB_OK; k++) {
         uint32_t i = (uint32_t)order[k][1];
+        uint8_t  s = ep->sends[i].state;
+        /* a post below may fail the new link too: a nested failover then re-issued (or
+         * finished) everything itself, and this list is stale */
+        if (ep->active != next || ep->failed)
+            break;
+        if (!(s == OP_EAGER || s == OP_WAIT_CTS || s == OP_DATA || s == OP_WAIT_ACK))
+            continue; /* finished meanwhile */
         if (ep->sends[i].acked) { /* acknowledged; only the dead link still held it */
             finish_send(ep, i, TFAB_OK);
             continue;
@@ -493,10 +502,13 @@ static void failover(tfab_ep_t *ep, unsigned next, const char *why)
         st = start_send(ep, i, 1);
         resent++;
     }
+    ep->in_failover--;
     TFAB_WARN(MOD, "%s failed (%s): failing over to %s; %u messages re-issued, %u receives to "
               "grant again", old_name, why, ep->link, resent, regrant);
-    if (st != TFAB_OK)
+    if (st != TFAB_OK && !ep->failed)
         fail_ep_locked(ep, TFAB_ERR_IO, "the next link refused re-issued frames");
+    else if (ep->in_failover == 0 && ep->active == next)
+        unstall(ep); /* sends that waited for credits start after every re-issue */
 }
 
 /* Link l failed: fail over to the next live one, or fail the endpoint. */
