@@ -215,7 +215,7 @@ static int parse_sampling(const cJSON *o, int ollama, srv_request_t *req, srv_er
         return -1; /* accepted, not applied */
     const char *mt[] = {"max_tokens", "max_completion_tokens", "num_predict"};
     for (int i = ollama ? 2 : 0; i < (ollama ? 3 : 2); i++) {
-        if ((r = get_int(o, mt[i], ollama ? -2 : 0, 1e7, &x, err)) < 0)
+        if ((r = get_int(o, mt[i], ollama ? -2 : 1, 1e7, &x, err)) < 0)
             return -1;
         if (r)
             req->max_tokens = x < 0 ? -1 : (int)x; /* Ollama: -1, -2 = no limit */

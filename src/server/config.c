@@ -399,6 +399,10 @@ int srv_config_load(srv_config_t *cfg, int argc, char **argv, char *err, size_t 
                  cfg->limit_min, cfg->limit_max);
         return -1;
     }
+    if (cfg->slots > cfg->n_batch) { /* each decoding slot takes a row of every step */
+        snprintf(err, len, "key 'slots' (%u) is above 'n_batch' (%u)", cfg->slots, cfg->n_batch);
+        return -1;
+    }
     if (cfg->limit_initial < cfg->limit_min)
         cfg->limit_initial = cfg->limit_min;
     if (cfg->limit_initial > cfg->limit_max)

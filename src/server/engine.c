@@ -92,6 +92,13 @@ int srv_engine_create(srv_t *srv, const char *name, const char *path, srv_engine
     e->n_ctx   = tfab_model_n_ctx(e->model);
     e->n_batch = tfab_model_n_batch(e->model);
     e->n_slots = e->batched ? tfab_model_n_seq(e->model) : 1;
+    if (e->n_slots > e->n_batch) { /* every decoding slot takes a batch row in each step */
+        TFAB_ERROR(MOD,
+                   "model '%s': %u KV slots but at most %u tokens per step (n_batch, bounded by "
+                   "n_ctx %u): set slots <= n_batch",
+                   name, e->n_slots, e->n_batch, e->n_ctx);
+        goto err_bufs; /* nothing allocated there yet; frees the vocabulary */
+    }
     e->tmpl    = cfg->chat_template[0] ? tfab_chat_tmpl_detect(cfg->chat_template)
                                        : tfab_chat_tmpl_detect(tfab_vocab_chat_template(e->vocab));
     if ((e->slot = calloc(e->n_slots, sizeof(*e->slot))) == NULL ||
@@ -491,7 +498,7 @@ static void step(srv_engine_t *e)
     uint32_t n = 0, n_rows = 0;
     int      paused = 0;
     /* decoding sequences first: one token each */
-    for (uint32_t i = 0; i < e->n_slots; i++) {
+    for (uint32_t i = 0; i < e->n_slots && n < e->n_batch; i++) {
         srv_stream_t *s = e->slot[i];
         if (s == NULL)
             continue;

@@ -93,6 +93,7 @@ expect 400 "$(e "'prompt' must be a string" invalid_request_error '"prompt"' nul
 expect 400 "$(e "'messages' is required" invalid_request_error '"messages"' null)" "$url/v1/chat/completions" -d '{"model":"tfab-tiny-f16"}'
 expect 400 "$(e "'temperature' must be a number" invalid_request_error '"temperature"' null)" "$url/v1/completions" -d '{"model":"tfab-tiny-f16","prompt":"a","temperature":"hot"}'
 expect 400 "$(e "'max_tokens' must be an integer" invalid_request_error '"max_tokens"' null)" "$url/v1/completions" -d '{"model":"tfab-tiny-f16","prompt":"a","max_tokens":1.5}'
+expect 400 "$(e "'max_tokens' must be from 1 to 1e+07, got 0" invalid_request_error '"max_tokens"' null)" "$url/v1/completions" -d '{"model":"tfab-tiny-f16","prompt":"a","max_tokens":0}'
 expect 400 "$(e "'stream' must be a boolean" invalid_request_error '"stream"' null)" "$url/api/generate" -d '{"model":"tfab-tiny-f16","prompt":"a","stream":"yes"}'
 expect 400 "$(e 'messages[0].role must be a string' invalid_request_error '"messages"' null)" "$url/v1/chat/completions" -d '{"model":"tfab-tiny-f16","messages":[{"content":"x"}]}'
 expect 404 "$(e "The model 'gpt-4' does not exist" invalid_request_error '"model"' '"model_not_found"')" "$url/v1/chat/completions" -d '{"model":"gpt-4","messages":[{"role":"user","content":"x"}]}'
@@ -115,7 +116,7 @@ for k in tfab_ttft_seconds_count tfab_inter_token_seconds_count tfab_queue_secon
 done
 [ "$(awk '$1=="tfab_generated_tokens_total"{print $2}' <<<"$m")" -ge $((7 * N)) ] || fail "tokens counted: $(grep generated <<<"$m")"
 [ "$(awk '$1=="tfab_active_streams"{print $2}' <<<"$m")" = 0 ] || fail "streams left active"
-[ "$(awk '$1=="tfab_http_errors_total{class=\"4xx\"}"{print $2}' <<<"$m")" = 16 ] || fail "4xx count: $(grep 4xx <<<"$m")"
+[ "$(awk '$1=="tfab_http_errors_total{class=\"4xx\"}"{print $2}' <<<"$m")" = 17 ] || fail "4xx count: $(grep 4xx <<<"$m")"
 awk '$1=="tfab_chunk_pool_reuse_ratio"{exit !($2 > 0)}' <<<"$m" || fail "chunks never reused"
 stop_server
 echo "$name: PASS"

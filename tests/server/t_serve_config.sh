@@ -61,6 +61,7 @@ bad "flag --slots: key 'slots': '0' is not an integer from 1 to 256" "$tfab" ser
 bad "unknown flag '--no-such' (see tfab serve --help-config)" "$tfab" serve --config c.yaml --no-such 1
 bad "environment 'prod' is not development, production or test" "$tfab" serve --env prod
 bad "nothere.yaml: No such file or directory" "$tfab" serve --config nothere.yaml
+bad "key 'slots' (128) is above 'n_batch' (64)" "$tfab" serve --config c.yaml --slots 128
 bad "key 'stream_limit_min' (9) is above 'stream_limit_max' (4)" "$tfab" serve --config c.yaml --stream-limit-min 9 --stream-limit-max 4
 # the repository's own file is valid in every environment
 for e in development production test; do
