@@ -18,6 +18,7 @@
 #include <tfab/transport.h>
 #include "wire.h"
 
+#define JOIN_MSG_NS (10ull * 1000000000ull) /* a joining node's JOIN after its connect */
 #define MOD       "pipe"
 #define NSLOT     2 /* batches in flight per link */
 #define MS        1000000ull
@@ -553,8 +554,10 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
         xfer_t rx;
         if ((st = xfer_alloc(p->pool, &p->s, 4096, &rx)) != TFAB_OK)
             goto err_fabric;
+        /* a peer that connects and says nothing must not hold the join window of the others */
+        uint64_t join_by = now_ns() + JOIN_MSG_NS < deadline ? now_ns() + JOIN_MSG_NS : deadline;
         if ((st = post_recv(ep, &rx, TAG_CTRL)) == TFAB_OK)
-            st = wait_xfer(&p->s, &rx, deadline, NULL, NULL);
+            st = wait_xfer(&p->s, &rx, join_by, NULL, NULL);
         pipe_msg_t *m = rx.buf;
         char        why[1024];
         if (st == TFAB_OK)
@@ -579,8 +582,8 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
         }
         if (st != TFAB_OK) {
             TFAB_ERROR(MOD, "coordinator: refusing a node (%s): %s", tfab_ep_link(ep), why);
+            tfab_ep_close(ep); /* cancels the receive still posted into rx first */
             tfab_pool_free(p->pool, rx.buf);
-            tfab_ep_close(ep);
             continue; /* a stray or misconfigured node does not stop the others */
         }
         node_ref_t *nd = &p->nodes[r];
