@@ -207,7 +207,9 @@ static void session_open(tfab_fabric_t *f, int fd, const char *peer, const hs_re
     memcpy(s->id, res->session, sizeof(s->id));
     s->ep          = ep;
     s->ctl_fd      = fd;
-    s->deadline_ns = tfab_core_now_ns() + f->timeout_ns;
+    /* the client joins the links one after another, and an unreachable standby link may take
+     * it a timeout each to connect, authenticate and open: that must not cost the session */
+    s->deadline_ns = tfab_core_now_ns() + (3ull * res->n_set + 1) * f->timeout_ns;
     snprintf(s->peer, sizeof(s->peer), "%s", peer);
     s->next     = f->sessions;
     f->sessions = s;
