@@ -6,23 +6,28 @@
 # 32 concurrent clients. Prints a table and, last:
 #   RESULT startup_ms=… idle_rss_over_model_mb=… uds_p50_ms=… tcp_p50_ms=… batch32_speedup=…
 #
-#   perf/serve.sh [--quick] [--build DIR]
+#   perf/serve.sh [--quick] [--build DIR] [--model GGUF]
+# --model: another model than the built-in one (e.g. a memory-bound one written by
+# tests/model/make_bench_model.py --vocab, where batching has weight reads to share)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${TFAB_BUILD:-$here/../build}
 quick=0
+model=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1; shift ;;
         --build) build=$2; shift 2 ;;
-        *) echo "usage: $0 [--quick] [--build DIR]" >&2; exit 2 ;;
+        --model) model=$(realpath "$2"); shift 2 ;;
+        *) echo "usage: $0 [--quick] [--build DIR] [--model GGUF]" >&2; exit 2 ;;
     esac
 done
 tfab=$build/tfab
 [ -x "$tfab" ] || { echo "serve.sh: $tfab not built" >&2; exit 2; }
 py=/usr/bin/python3
 load=$here/serve_load.py
-model=$here/../models/tfab-tiny-f16.gguf
+model=${model:-$here/../models/tfab-tiny-f16.gguf}
+export TFAB_LOAD_MODEL=$(basename "$model" .gguf)
 if [ $quick = 1 ]; then n_lat=200; per_client=2; tokens=32; else n_lat=2000; per_client=4; tokens=64; fi
 work=$(mktemp -d /tmp/tfab-serve-perf.XXXXXX)
 pid=""

@@ -6,7 +6,7 @@
                                               keep-alive connection; print p50 and p99 in ms
   serve_load.py throughput TARGET C N TOKENS  C concurrent clients, N requests each of TOKENS
                                               tokens (greedy); print aggregate generated tok/s"""
-import http.client, json, socket, subprocess, sys, threading, time
+import http.client, json, os, socket, subprocess, sys, threading, time
 
 class UnixConn(http.client.HTTPConnection):
     def __init__(self, path):
@@ -15,6 +15,8 @@ class UnixConn(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(self.path)
+
+MODEL = os.environ.get("TFAB_LOAD_MODEL", "tfab-tiny-f16")  # the model name (file stem)
 
 def conn(target):
     if target.startswith("unix:"):
@@ -50,7 +52,7 @@ if mode == "start":
     print("%d %.1f" % (p.pid, (time.perf_counter() - t0) * 1e3))
 elif mode == "latency":
     c, n, lat = conn(sys.argv[2]), int(sys.argv[3]), []
-    body = {"model": "tfab-tiny-f16", "prompt": "Hi", "max_tokens": 1, "temperature": 0}
+    body = {"model": MODEL, "prompt": "Hi", "max_tokens": 1, "temperature": 0}
     for i in range(n + 10):
         t = time.perf_counter()
         post(c, body)
@@ -64,7 +66,7 @@ elif mode == "throughput":
     def run(k):
         c = conn(target)
         for i in range(n):
-            r = post(c, {"model": "tfab-tiny-f16", "prompt": "Once upon a time, in a town %d," % (k * 1000 + i),
+            r = post(c, {"model": MODEL, "prompt": "Once upon a time, in a town %d," % (k * 1000 + i),
                          "max_tokens": tokens, "temperature": 0})
             total[k] += r["usage"]["completion_tokens"]
     th = [threading.Thread(target=run, args=(k,)) for k in range(cc)]

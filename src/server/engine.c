@@ -318,6 +318,11 @@ static size_t queue_bytes(srv_stream_t *s, const char *p, size_t n)
         if (c == NULL)
             break;
         c->len = (uint32_t)(n - done < SRV_CHUNK_BYTES ? n - done : SRV_CHUNK_BYTES);
+        /* a chunk ends on a character boundary: the reader may send it as an event alone */
+        for (int k = 0; k < 3 && done + c->len < n && c->len > 1 &&
+                        ((unsigned char)p[done + c->len] & 0xc0) == 0x80;
+             k++)
+            c->len--;
         memcpy(c->data, p + done, c->len);
         done += c->len;
         pthread_mutex_lock(&s->lock);
@@ -343,6 +348,56 @@ static size_t utf8_partial_tail(const char *text, size_t len)
         return need > k ? k : 0;
     }
     return 0;
+}
+
+/* Length of the well-formed UTF-8 character at p[0..n) (RFC 3629: no overlongs, surrogates or
+ * code points above U+10FFFF), or 0 if there is none (invalid or cut short). */
+static size_t utf8_char_len(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t        len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                      : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (len == 0 || len > n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k < len; k++)
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* Queue text[text_sent..end) as well-formed UTF-8: a byte that starts no valid character (a
+ * random or byte-fallback model can sample any byte) goes out as U+FFFD, so every JSON string
+ * the server writes is valid. Stops early when the chunk pool is dry. */
+static void queue_text(srv_stream_t *s, size_t end)
+{
+    static const char repl[] = "\xef\xbf\xbd";
+    while (s->text_sent < end) {
+        const unsigned char *p   = (const unsigned char *)s->text + s->text_sent;
+        size_t               n   = end - s->text_sent, run = 0, l;
+        while (run < n && (l = utf8_char_len(p + run, n - run)) > 0)
+            run += l;
+        if (run > 0) {
+            size_t q = queue_bytes(s, (const char *)p, run);
+            s->text_sent += q;
+            if (q < run)
+                return;
+            continue;
+        }
+        if (queue_bytes(s, repl, 3) != 3) /* one chunk: all or nothing */
+            return;
+        s->text_sent++;
+    }
 }
 
 /* Send what is safe of the generated text: not the start of a possible stop string, not half a
@@ -372,9 +427,10 @@ static int emit_text(srv_stream_t *s, int final)
         }
         end -= hold;
     }
-    end -= utf8_partial_tail(s->text, end); /* at the end too: never half a character */
+    if (!final) /* a character may still be completed by the next token */
+        end -= utf8_partial_tail(s->text, end);
     if (end > s->text_sent) {
-        s->text_sent += queue_bytes(s, s->text + s->text_sent, end - s->text_sent);
+        queue_text(s, end);
         wake_reader(s);
     }
     return hit;
