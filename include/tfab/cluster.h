@@ -92,6 +92,10 @@ typedef struct tfab_plan {
     uint64_t weights, kv;       /* totals */
 } tfab_plan_t;
 
+/* This host's available memory (MemAvailable of /proc/meminfo), what placement counts a rank
+ * as having when the cluster file gives no `mem`; 0 if unknown. */
+TFAB_API uint64_t tfab_plan_mem_available(void);
+
 /* Place the model: layer ranges from the cluster file when given, else consecutive ranges in
  * proportion to each rank's memory (mem_by_rank[r], bytes); the order of the nodes is the one
  * whose consecutive stages use the best-ranked links of topo (NULL or hosts not named: the

@@ -7,18 +7,6 @@
 #include <tfab/units.h>
 #include "cli.h"
 
-static uint64_t free_memory(void)
-{
-    FILE              *f = fopen("/proc/meminfo", "r");
-    char               line[256];
-    unsigned long long kb = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return (uint64_t)kb * 1024;
-}
 
 int tfab_cli_plan(int argc, char **argv)
 {
@@ -86,7 +74,7 @@ int tfab_cli_plan(int argc, char **argv)
         tfab_topology_free(topo);
         return 1;
     }
-    uint64_t mem[TFAB_CLUSTER_MAX_RANKS], here = free_memory();
+    uint64_t mem[TFAB_CLUSTER_MAX_RANKS], here = tfab_plan_mem_available();
     int      assumed = 0;
     for (unsigned r = 0; r < cl.n_ranks; r++) {
         mem[r] = cl.ranks[r].mem ? cl.ranks[r].mem : here;

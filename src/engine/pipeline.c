@@ -148,18 +148,6 @@ static void msg_init(pipe_msg_t *m, uint32_t type)
     m->type    = type;
 }
 
-static uint64_t mem_available(void)
-{
-    FILE              *f = fopen("/proc/meminfo", "r");
-    char               line[256];
-    unsigned long long kb = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return (uint64_t)kb * 1024;
-}
 
 static tfab_status_t make_fabric(const char *listen, const char *token, const char *backend,
                                  size_t pool_bytes, tfab_pool_t **pool_p, tfab_fabric_t **fab_p)
@@ -602,7 +590,7 @@ tfab_status_t tfab_pipe_create(const tfab_pipe_params_t *params, tfab_pipe_t **p
     }
 
     /* placement by the memory each rank offers, then this rank's stage */
-    p->mem[0] = c->ranks[0].mem ? c->ranks[0].mem : mem_available();
+    p->mem[0] = c->ranks[0].mem ? c->ranks[0].mem : tfab_plan_mem_available();
     if (c->tp > 1) { /* every rank: all layers, its share of each */
         for (unsigned r = 0; r < n; r++)
             p->begin[r] = 0, p->end[r] = p->n_layer;
@@ -1286,7 +1274,7 @@ tfab_status_t tfab_node_run(const tfab_node_params_t *params)
     pipe_msg_t *m = nd->ctrl_tx.buf;
     msg_init(m, PM_JOIN);
     m->rank       = params->rank;
-    m->free_mem   = mem_available();
+    m->free_mem   = tfab_plan_mem_available();
     m->pool_bytes = pool_bytes;
     snprintf(m->addr, sizeof(m->addr), "%s", params->listen);
     if ((st = post_recv(nd->ctrl, &nd->ctrl_rx, TAG_CTRL)) != TFAB_OK ||

@@ -246,3 +246,16 @@ tfab_status_t tfab_plan_make(const tfab_cluster_t *c, const tfab_topology_t *top
     p->logits_bytes      = wire_logits_bytes(1, m->n_vocab);
     return TFAB_OK;
 }
+
+uint64_t tfab_plan_mem_available(void)
+{
+    FILE              *f = fopen("/proc/meminfo", "r");
+    char               line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (uint64_t)kb * 1024;
+}

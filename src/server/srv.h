@@ -295,4 +295,10 @@ extern const char srv_dashboard_html[];
 
 uint64_t srv_now_ns(void);
 
+/* utf8.c: bytes at the end of text[0..len) that start an incomplete character; the length of
+ * the well-formed character at p[0..n) (no overlongs, surrogates or code points above
+ * U+10FFFF), 0 if none (invalid or cut short). */
+size_t srv_utf8_partial_tail(const char *text, size_t len);
+size_t srv_utf8_char_len(const unsigned char *p, size_t n);
+
 #endif
