@@ -592,6 +592,18 @@ static void step(srv_engine_t *e)
     now              = srv_now_ns();
     atomic_fetch_add(&e->steps, 1);
     atomic_fetch_add(&e->step_tokens, n);
+    if (st != TFAB_OK) { /* the caches of every sequence in the batch are now unknown */
+        TFAB_ERROR(MOD, "model '%s': decode step of %u tokens failed: %s; its requests fail",
+                   e->name, n, tfab_status_str(st));
+        for (uint32_t j = 0; j < n; j++) {
+            srv_stream_t *s = e->slot[e->b_seq[j]];
+            if (s == NULL) /* finished by an earlier row of this batch */
+                continue;
+            s->error_status = 500;
+            finish(e, s, SRV_FINISH_ERROR);
+        }
+        return;
+    }
     /* advance every sequence in the batch, then sample the rows */
     for (uint32_t j = 0; j < n; j++) {
         srv_stream_t *s = e->slot[e->b_seq[j]];
@@ -601,13 +613,6 @@ static void step(srv_engine_t *e)
     }
     for (uint32_t r = 0; r < n_rows; r++) {
         srv_stream_t *s = e->b_owner[r];
-        if (st != TFAB_OK) {
-            TFAB_ERROR(MOD, "model '%s': decode step of %u tokens failed: %s", e->name, n,
-                       tfab_status_str(st));
-            s->error_status = 500;
-            finish(e, s, SRV_FINISH_ERROR);
-            continue;
-        }
         on_token(e, s, e->logits + (size_t)r * e->n_vocab, now);
     }
 }

@@ -20,6 +20,10 @@
 #include <tfab/log.h>
 #include "srv.h"
 
+/* a connection with no traffic for this long is closed (slowloris and forgotten sockets: the
+ * daemon runs a thread per connection) */
+#define IDLE_TIMEOUT_S 120
+
 #define MOD "serve"
 
 typedef enum route {
@@ -707,11 +711,13 @@ static struct MHD_Daemon *start_daemon(srv_t *srv, const struct sockaddr_in *sa,
                                 MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
                                 srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
     return MHD_start_daemon(MHD_FLAGS, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET,
                             listen_fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S, MHD_OPTION_END);
 }
 
 int srv_http_start(srv_t *srv)
