@@ -59,7 +59,7 @@ void tfab_dequant_row(tfab_dtype_t type, const void *src, float *dst, size_t n)
 
 void tfab_quantize_q8x_scalar(const float *x, void *dst, size_t n)
 {
-    size_t   np = (n + 63) / 64 * 64;
+    size_t   np = tfab_q8x_np(n);
     uint8_t *q  = dst;
     float   *d  = (float *)(q + np);
     for (size_t blk = 0; blk < np / TFAB_QK; blk++) {
@@ -80,7 +80,7 @@ size_t tfab_act_row_bytes(tfab_act_kind_t kind, size_t n)
     case TFAB_ACT_Q8_0:
         return n / TFAB_QK * sizeof(tfab_block_q8_0_t);
     case TFAB_ACT_Q8X:
-        return 2 * ((n + 63) / 64 * 64);
+        return 2 * tfab_q8x_np(n);
     default: /* rows 64-byte aligned and never a multiple of 4 KiB apart (L1 4K aliasing) */
         return (n * sizeof(float) + 63) / 64 * 64 + 64;
     }

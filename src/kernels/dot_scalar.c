@@ -78,17 +78,7 @@ static float dot_q8x(size_t n, const tfab_block_q8_0_t *a, const uint8_t *xq, co
     return s;
 }
 
-void tfab_gemm_q8x_scalar(const tfab_gemm_args_t *a)
-{
-    size_t np = (a->n + 63) / 64 * 64;
-    for (uint32_t t = 0; t < a->n_tok; t++) {
-        const uint8_t *xq = (const uint8_t *)a->x + (size_t)t * a->x_stride;
-        for (uint32_t r = 0; r < a->rows; r++)
-            a->out[(size_t)t * a->out_ld + r] =
-                dot_q8x(a->n, (const void *)((const uint8_t *)a->w + (size_t)r * a->w_stride), xq,
-                        (const float *)(xq + np));
-    }
-}
+TFAB_GEMM_Q8X_BY_DOT(tfab_gemm_q8x_scalar, dot_q8x)
 
 TFAB_GEMM_BY_DOT(gemm_f32, dot_f32, NULL)
 TFAB_GEMM_BY_DOT(gemm_f16, dot_f16, NULL)

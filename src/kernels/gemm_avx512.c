@@ -366,7 +366,7 @@ VNNI static INLINE void qstream(int T, const tfab_block_q8_0_t *b, size_t nb, co
 
 VNNI static void gemm_q8x_vnni(const tfab_gemm_args_t *a)
 {
-    const size_t nb = a->n / TFAB_QK, np = (a->n + 63) / 64 * 64, xs = a->x_stride;
+    const size_t nb = a->n / TFAB_QK, np = tfab_q8x_np(a->n), xs = a->x_stride;
     if (a->n_tok <= 2) {
         for (uint32_t r = 0; r < a->rows; r++) {
             const tfab_block_q8_0_t *b =
@@ -411,7 +411,7 @@ VNNI static void gemm_q8x_vnni(const tfab_gemm_args_t *a)
  * and round-half-to-even, so the same bytes */
 AVX512 static void quantize_q8x(const float *x, void *dst, size_t n)
 {
-    size_t   np = (n + 63) / 64 * 64;
+    size_t   np = tfab_q8x_np(n);
     uint8_t *q  = dst;
     float   *d  = (float *)(q + np);
     for (size_t blk = 0; blk < np / TFAB_QK; blk++) {

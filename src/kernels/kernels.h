@@ -42,6 +42,12 @@ typedef enum tfab_act_kind {
     TFAB_ACT_Q8X  = 2,
 } tfab_act_kind_t;
 
+/* np of a Q8X row of n elements: n rounded up to 64 (the values, then the scales, each np wide) */
+static inline size_t tfab_q8x_np(size_t n)
+{
+    return (n + 63) / 64 * 64;
+}
+
 /* dot(w[0..n), x[0..n)) for one weight row w of the table's type and one activation row x
  * (f32 or q8_0 blocks, per tfab_kern_act_kind). n is a multiple of the type's block size. */
 typedef float (*tfab_dot_fn_t)(size_t n, const void *w, const void *x);
@@ -131,6 +137,21 @@ void tfab_kern_fill_gemm_avx512(tfab_kern_t *k, int vnni); /* gemm_avx512.c */
                 }                                                                                  \
             for (; t < a->n_tok; t++)                                                              \
                 a->out[(size_t)t * a->out_ld + r] = dotfn(a->n, row, x + (size_t)t * a->x_stride); \
+        }                                                                                          \
+    }
+
+/* The same for q8_0 weights and Q8X activations: dotfn(n, weight row, values, scales) per
+ * output, the values and scales of a row np = tfab_q8x_np(n) bytes apart. */
+#define TFAB_GEMM_Q8X_BY_DOT(fn, dotfn)                                                            \
+    void fn(const tfab_gemm_args_t *a)                                                             \
+    {                                                                                              \
+        size_t np = tfab_q8x_np(a->n);                                                             \
+        for (uint32_t t = 0; t < a->n_tok; t++) {                                                  \
+            const uint8_t *xq = (const uint8_t *)a->x + (size_t)t * a->x_stride;                   \
+            for (uint32_t r = 0; r < a->rows; r++) {                                               \
+                const void *row = (const uint8_t *)a->w + (size_t)r * a->w_stride;                 \
+                a->out[(size_t)t * a->out_ld + r] = dotfn(a->n, row, xq, (const float *)(xq + np)); \
+            }                                                                                      \
         }                                                                                          \
     }
 
