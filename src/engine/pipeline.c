@@ -1073,6 +1073,35 @@ static tfab_status_t node_bye(node_t *nd)
     return TFAB_OK;
 }
 
+/* Wait for the next batch into in. 0 with *st_p to return when there is none: the
+ * coordinator's STOP arrived on the control link (node_bye's status), the coordinator went
+ * away, or the receive failed (what names it in the log). */
+static int node_next(node_t *nd, xfer_t *in, const pipe_msg_t *as, const char *what,
+                     tfab_status_t *st_p)
+{
+    tfab_status_t st = wait_xfer(&nd->s, in, 0, check_node, nd);
+    if (st == TFAB_ERR_CANCELED || (st == TFAB_OK && nd->ctrl_rx.done && !in->done)) {
+        pipe_msg_t *c = nd->ctrl_rx.buf;
+        if (nd->ctrl_rx.st == TFAB_OK && nd->ctrl_rx.len >= sizeof(*c) &&
+            c->magic == PIPE_MAGIC && c->type == PM_STOP) {
+            TFAB_INFO(MOD, "node %d: stopped by the coordinator", as->rank);
+            *st_p = node_bye(nd);
+            return 0;
+        }
+        TFAB_ERROR(MOD, "node %d: the coordinator went away (%s)", as->rank,
+                   tfab_status_str(nd->ctrl_rx.st != TFAB_OK ? nd->ctrl_rx.st : TFAB_ERR_PROTO));
+        *st_p = TFAB_ERR_CONN;
+        return 0;
+    }
+    if (st != TFAB_OK) {
+        TFAB_ERROR(MOD, "node %d: %s: %s", as->rank, what, tfab_status_str(st));
+        *st_p = st;
+        return 0;
+    }
+    *st_p = TFAB_OK;
+    return 1;
+}
+
 /* Serve batches until stopped. */
 static tfab_status_t node_serve(node_t *nd, tfab_model_t *model, const pipe_msg_t *as)
 {
@@ -1084,24 +1113,8 @@ static tfab_status_t node_serve(node_t *nd, tfab_model_t *model, const pipe_msg_
             return st;
     for (int k = 0, o = 0;; k = (k + 1) % NSLOT) {
         xfer_t *in = &nd->in[k];
-        st         = wait_xfer(&nd->s, in, 0, check_node, nd);
-        if (st == TFAB_ERR_CANCELED || (st == TFAB_OK && nd->ctrl_rx.done && !in->done)) {
-            pipe_msg_t *c = nd->ctrl_rx.buf;
-            if (nd->ctrl_rx.st == TFAB_OK && nd->ctrl_rx.len >= sizeof(*c) &&
-                c->magic == PIPE_MAGIC && c->type == PM_STOP) {
-                TFAB_INFO(MOD, "node %d: stopped by the coordinator", as->rank);
-                return node_bye(nd);
-            }
-            TFAB_ERROR(
-                MOD, "node %d: the coordinator went away (%s)", as->rank,
-                tfab_status_str(nd->ctrl_rx.st != TFAB_OK ? nd->ctrl_rx.st : TFAB_ERR_PROTO));
-            return TFAB_ERR_CONN;
-        }
-        if (st != TFAB_OK) {
-            TFAB_ERROR(MOD, "node %d: receiving from the previous stage: %s", as->rank,
-                       tfab_status_str(st));
+        if (!node_next(nd, in, as, "receiving from the previous stage", &st))
             return st;
-        }
         pipe_msg_t *m = in->buf;
         char        why[1024];
         if ((st = wire_check(m, in->len, PM_BATCH, as->chunk, D, V, as->n_ctx, why, sizeof(why))) !=
@@ -1168,23 +1181,8 @@ static tfab_status_t node_serve_tp(node_t *nd, tfab_model_t *model, const pipe_m
             return st;
     for (int k = 0;; k = (k + 1) % NSLOT) {
         xfer_t *in = &nd->in[k];
-        st         = wait_xfer(&nd->s, in, 0, check_node, nd);
-        if (st == TFAB_ERR_CANCELED || (st == TFAB_OK && nd->ctrl_rx.done && !in->done)) {
-            pipe_msg_t *c = nd->ctrl_rx.buf;
-            if (nd->ctrl_rx.st == TFAB_OK && nd->ctrl_rx.len >= sizeof(*c) &&
-                c->magic == PIPE_MAGIC && c->type == PM_STOP) {
-                TFAB_INFO(MOD, "node %d: stopped by the coordinator", as->rank);
-                return node_bye(nd);
-            }
-            TFAB_ERROR(
-                MOD, "node %d: the coordinator went away (%s)", as->rank,
-                tfab_status_str(nd->ctrl_rx.st != TFAB_OK ? nd->ctrl_rx.st : TFAB_ERR_PROTO));
-            return TFAB_ERR_CONN;
-        }
-        if (st != TFAB_OK) {
-            TFAB_ERROR(MOD, "node %d: receiving tokens: %s", as->rank, tfab_status_str(st));
+        if (!node_next(nd, in, as, "receiving tokens", &st))
             return st;
-        }
         pipe_msg_t *m = in->buf;
         char        why[1024];
         if (in->len >= sizeof(*m) && m->magic == PIPE_MAGIC && m->type == PM_STOP) {
