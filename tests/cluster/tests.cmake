@@ -11,16 +11,7 @@ tfab_script_test(net_cluster_tensor net 300 cluster/t_tensor_netns.sh)
 set_tests_properties(net_cluster_pipeline net_cluster_faults net_cluster_tensor
                      PROPERTIES RESOURCE_LOCK netns)
 
-if(TFAB_FUZZ)
-  tfab_test_exe(fuzz_cluster fuzz/fuzz_cluster.c)
-  target_link_options(fuzz_cluster PRIVATE -fsanitize=fuzzer)
-  set(_args -max_total_time=15 -timeout=10)
-else()
-  tfab_test_exe(fuzz_cluster fuzz/fuzz_cluster.c fuzz/standalone.c)
-  set(_args -runs=200000)
-endif()
-add_test(NAME fuzz_cluster COMMAND fuzz_cluster ${_args} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/cluster)
-set_tests_properties(fuzz_cluster PROPERTIES LABELS fuzz TIMEOUT 120)
+tfab_fuzz_test(cluster 200000)
 tfab_script_test(unit_cluster_plan unit 60 cluster/t_plan.sh)
 
 if(TFAB_HAVE_VERBS)

@@ -26,17 +26,8 @@ tfab_script_test(perf_decode perf 300 model/t_bench_decode.sh)
 
 # fuzz targets of the model-file parsers, registered as tests/CMakeLists.txt registers fuzz_units
 foreach(f gguf safetensors)
-  if(TFAB_FUZZ)
-    tfab_test_exe(fuzz_${f} fuzz/fuzz_${f}.c)
-    target_link_options(fuzz_${f} PRIVATE -fsanitize=fuzzer)
-    set(_args -max_total_time=15 -timeout=10)
-  else()
-    tfab_test_exe(fuzz_${f} fuzz/fuzz_${f}.c fuzz/standalone.c)
-    set(_args -runs=100000)
-  endif()
+  tfab_fuzz_test(${f} 100000)
   target_include_directories(fuzz_${f} PRIVATE ${PROJECT_SOURCE_DIR}/src)
-  add_test(NAME fuzz_${f} COMMAND fuzz_${f} ${_args} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${f})
-  set_tests_properties(fuzz_${f} PROPERTIES LABELS fuzz TIMEOUT 120)
 endforeach()
 set_tests_properties(perf_decode PROPERTIES RUN_SERIAL TRUE) # benchmarks run alone
 
